@@ -1,0 +1,90 @@
+"""API tokens: random, shown once, stored as sha256, scoped to one company and one role."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from farm.clock import new_id, utc
+from farm.contract import Role
+from farm.db.models import ApiToken, Company
+from farm.errors import NotFound, Unauthorized
+
+TOKEN_PREFIX = "farm_"
+DEFAULT_COMPANY = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from a token on every request."""
+
+    token_id: str
+    company_id: str
+    company: str
+    role: Role
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role is Role.PLATFORM_ADMIN
+
+
+def hash_token(token: str) -> str:
+    """What the database keeps instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ensure_company(session: Session, name: str, now: datetime) -> Company:
+    """The company called ``name``, created when absent."""
+    company = session.scalar(select(Company).where(Company.name == name))
+    if company is None:
+        company = Company(id=new_id("co"), name=name, created_at=now)
+        session.add(company)
+        session.flush()
+    return company
+
+
+def create_token(
+    session: Session,
+    company: Company,
+    role: Role,
+    now: datetime,
+    name: str = "",
+    token: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, ApiToken]:
+    """Make a token; the plain value is returned once and never stored."""
+    value = token or TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        id=new_id("tok"),
+        company_id=company.id,
+        role=role.value,
+        token_hash=hash_token(value),
+        name=name,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return value, row
+
+
+def resolve_token(session: Session, token: str | None, now: datetime) -> Principal:
+    """The principal behind a bearer token, or ``Unauthorized`` with the reason."""
+    if not token:
+        raise Unauthorized("no API token: send 'Authorization: Bearer <token>' (see 'farm login')")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None:
+        raise Unauthorized("unknown API token")
+    if row.revoked_at is not None:
+        raise Unauthorized("this API token was revoked")
+    if row.expires_at is not None and utc(row.expires_at) <= now:
+        raise Unauthorized("this API token has expired")
+    company = session.get(Company, row.company_id)
+    if company is None:
+        raise NotFound("the token's company no longer exists")
+    return Principal(token_id=row.id, company_id=company.id, company=company.name, role=Role(row.role))

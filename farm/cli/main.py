@@ -1,0 +1,313 @@
+"""``farm``: run an embedded farm, submit and follow jobs, download frames, read usage."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from farm.cli import output as out
+from farm.client import ClientError, FarmClient
+from farm.contract import JobOut
+from farm.states import JOB_TERMINAL
+
+app = typer.Typer(help="Shared Blender render farm.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _client() -> FarmClient:
+    return FarmClient()
+
+
+def _fail(exc: ClientError) -> typer.Exit:
+    out.error(exc.detail)
+    return typer.Exit(2 if exc.status == 0 else 1)
+
+
+def _bytes_progress(description: str, total: int) -> Progress:
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=out.err_console,
+        transient=True,
+        disable=total == 0 or not out.err_console.is_terminal,
+    )
+
+
+@app.command()
+def server(
+    data_dir: Annotated[Path | None, typer.Option(help="where the database, objects and cache live")] = None,
+    port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1")] = 8321,
+    slots: Annotated[int | None, typer.Option(help="render slots (default: one using every core)")] = None,
+) -> None:
+    """Run an embedded farm: API, scheduler, local Ray and workers on 127.0.0.1."""
+    from farm.embedded import EmbeddedFarm
+    from farm.settings import ServerSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, object] = {"port": port}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if slots is not None:
+        overrides["slots"] = slots
+    settings = ServerSettings(**overrides)  # type: ignore[arg-type]
+    farm = EmbeddedFarm(settings)
+    out.line(f"farm: starting on {farm.url} (data in {settings.data_dir})")
+    farm.serve_forever()
+
+
+@app.command()
+def submit(
+    blend: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".blend file to render")],
+    frames: Annotated[str, typer.Option(help="frames, e.g. 1-250, 1-250x2, 1,5,10-20")],
+    chunk: Annotated[int, typer.Option(help="frames per task")] = 8,
+    priority: Annotated[int, typer.Option(help="0-100, higher first within your company")] = 50,
+    name: Annotated[str | None, typer.Option(help="job name (default: the file name)")] = None,
+    format: Annotated[str, typer.Option("--format", help="PNG or EXR")] = "PNG",  # noqa: A002
+    resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
+    samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="render on GPU slots")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="submit despite missing files")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Pack the scene, upload what the farm lacks and submit a job."""
+    fmt = format.upper()
+    if fmt not in ("PNG", "EXR"):
+        out.error(f"--format must be PNG or EXR, not {format!r}")
+        raise typer.Exit(2)
+    from farm.frames import parse_frames
+    from farm.errors import BadRequest
+
+    try:
+        parse_frames(frames)
+    except BadRequest as exc:
+        out.error(exc.message)
+        raise typer.Exit(2) from exc
+    with _client() as client:
+        try:
+            total = sum(p.stat().st_size for p in [blend])
+            with _bytes_progress("uploading", total) as bar:
+                task = bar.add_task("upload", total=None)
+                result = client.submit(
+                    blend,
+                    frames,
+                    name=name,
+                    progress=lambda n: bar.advance(task, n),
+                    allow_missing=allow_missing,
+                    chunk_size=chunk,
+                    priority=priority,
+                    output_format=fmt,
+                    resolution=resolution,
+                    samples=samples,
+                    gpu=gpu,
+                )
+        except ClientError as exc:
+            raise _fail(exc) from exc
+        except ValueError as exc:
+            out.error(str(exc))
+            raise typer.Exit(2) from exc
+        for missing in result.missing:
+            out.warn(f"missing file (submitted anyway): {missing}")
+        job = result.job
+        if wait:
+            job = _follow(client, job.id, quiet=as_json)
+        if as_json:
+            out.emit_json(
+                {
+                    "job_id": job.id,
+                    "status": job.status.value,
+                    "uploaded_bytes": result.uploaded_bytes,
+                    "reused_bytes": result.reused_bytes,
+                    "uploaded_files": result.uploaded_files,
+                    "frames_total": job.frames_total,
+                    "frames_done": job.frames_done,
+                }
+            )
+        else:
+            out.line(
+                f"job {job.id} {job.status.value}: {job.frames_total} frame(s) in {job.tasks_total} chunk(s); "
+                f"uploaded {result.uploaded_bytes} bytes, reused {result.reused_bytes} bytes"
+            )
+        if wait and job.status.value != "completed":
+            raise typer.Exit(1)
+
+
+def _follow(client: FarmClient, job_id: str, quiet: bool = False) -> JobOut:
+    """Poll the job with a progress bar until it ends."""
+    job = client.job(job_id)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} frames"),
+        TimeRemainingColumn(),
+        console=out.err_console,
+        transient=True,
+        disable=quiet or not out.err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task(job.name, total=job.frames_total)
+        while job.status not in JOB_TERMINAL:
+            bar.update(task, completed=job.frames_done, description=f"{job.name} [{job.status.value}]")
+            time.sleep(0.25)
+            job = client.job(job_id)
+        bar.update(task, completed=job.frames_done)
+    return job
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option(help="only jobs in this status")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List your jobs, newest first."""
+    with _client() as client:
+        try:
+            items = client.jobs(status)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json({"jobs": [j.model_dump(mode="json") for j in items]})
+        return
+    out.table(
+        ["id", "name", "status", "frames", "priority", "submitted"],
+        [
+            [j.id, j.name, j.status.value, f"{j.frames_done}/{j.frames_total}", j.priority, f"{j.created_at:%F %T}"]
+            for j in items
+        ],
+    )
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="job id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a job's progress and its chunks."""
+    with _client() as client:
+        try:
+            job = client.job(job_id)
+            tasks = client.tasks(job_id).tasks
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        data = job.model_dump(mode="json")
+        data["tasks"] = [t.model_dump(mode="json", exclude={"attempts"}) for t in tasks]
+        out.emit_json(data)
+        return
+    reason = f" ({job.status_reason})" if job.status_reason else ""
+    out.line(f"{job.id} {job.name}: {job.status.value}{reason}, {job.frames_done}/{job.frames_total} frames")
+    rows = []
+    for t in tasks:
+        last = t.attempts[-1] if t.attempts else None
+        rows.append(
+            [
+                t.index,
+                t.frames,
+                t.status.value,
+                len(t.attempts),
+                last.node if last else "",
+                f"{last.seconds:.2f}s" if last and last.seconds is not None else "",
+                last.reason if last else "",
+            ]
+        )
+    out.table(["chunk", "frames", "status", "attempts", "node", "time", "reason"], rows)
+
+
+@app.command()
+def logs(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
+    """Print Blender's output for every attempt of the job."""
+    with _client() as client:
+        try:
+            text = client.logs(job_id)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.plain(text or "(no attempts yet)")
+
+
+@app.command()
+def download(
+    job_id: Annotated[str, typer.Argument(help="job id")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the frames")],
+) -> None:
+    """Download the job's frames; files already there with the same content are skipped."""
+    with _client() as client:
+        try:
+            frames = client.frames(job_id).frames
+            total = sum(f.size for f in frames)
+            with _bytes_progress("downloading", total) as bar:
+                task = bar.add_task("download", total=total)
+                got, skipped = client.download(job_id, out_dir, progress=lambda n: bar.advance(task, n))
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"{got} frame(s) downloaded, {skipped} already present, into {out_dir}")
+
+
+@app.command()
+def cancel(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
+    """Cancel a job: running chunks stop within seconds."""
+    with _client() as client:
+        try:
+            job = client.cancel(job_id)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"job {job.id}: {job.status.value}")
+
+
+@app.command()
+def usage(
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: all time)")] = None,
+    per_job: Annotated[bool, typer.Option("--per-job", help="one row per job")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Resource usage from the metering ledger."""
+    with _client() as client:
+        try:
+            report = client.usage(month, per_job)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json(report.model_dump(mode="json"))
+        return
+    rows = report.rows if per_job else report.totals
+    out.table(
+        ["company", *(["job"] if per_job else []), "resource", "resource-seconds", "hours"],
+        [
+            [r.company, *([r.job_id or ""] if per_job else []), r.resource, f"{r.seconds:.2f}", f"{r.hours:.4f}"]
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def demo(
+    frames: Annotated[str, typer.Option(help="frames of the sample to render")] = "1-48",
+    resolution: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "64x64",
+    samples: Annotated[int, typer.Option(help="Cycles samples")] = 4,
+    chunk: Annotated[int, typer.Option(help="frames per chunk")] = 8,
+    out_dir: Annotated[Path, typer.Option("--out", help="where the frames go")] = Path("demo-output"),
+) -> None:
+    """Start an embedded farm, render the bundled sample scene, download the frames, print a summary."""
+    from farm.demo import run_demo
+
+    try:
+        summary = run_demo(frames, resolution, samples, chunk, out_dir, log=out.line)
+    except ClientError as exc:
+        raise _fail(exc) from exc
+    out.table(["", ""], [[k, v] for k, v in summary.items()])
+    if summary["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,236 @@
+"""Client SDK used by the CLI, the add-on and scripts: packing, dedup upload, jobs, frames, usage."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from farm import clientconfig
+from farm.contract import (
+    FrameList,
+    JobCreate,
+    JobList,
+    JobOut,
+    LogOut,
+    ManifestEntry,
+    TaskList,
+    UsageReport,
+)
+from farm.packing import HashCache, Pack, manifest, trace
+
+Progress = Callable[[int], None]
+
+
+class ClientError(Exception):
+    """The farm answered with an error; ``status`` is the HTTP status, ``detail`` its message."""
+
+    def __init__(self, status: int, detail: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail, self.body = status, detail, body or {}
+
+
+class FarmUnreachable(ClientError):
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(0, f"cannot reach the farm at {url}: {cause}")
+
+
+@dataclass
+class SubmitResult:
+    job: JobOut
+    uploaded_bytes: int
+    reused_bytes: int
+    uploaded_files: int
+    missing: list[str]
+
+
+class _FileStream:
+    """Streams a file to httpx in blocks and reports progress."""
+
+    def __init__(self, path: Path, progress: Progress | None) -> None:
+        self.path, self.progress = path, progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            while block := handle.read(1024 * 1024):
+                if self.progress is not None:
+                    self.progress(len(block))
+                yield block
+
+
+class FarmClient:
+    """Talks to ``/api/v1`` with a bearer token."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
+        cfg = clientconfig.load(url, token)
+        self.url, self.token = cfg.url, cfg.token
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> FarmClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise FarmUnreachable(self.url, exc) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                detail = str(body.get("detail", response.text))
+            except ValueError:
+                body, detail = {}, response.text or response.reason_phrase
+            raise ClientError(response.status_code, detail, body)
+        return response
+
+    # ---- blobs and submit ---------------------------------------------------------------------------------
+    def missing_blobs(self, hashes: list[str]) -> list[str]:
+        data = self._request("POST", "/api/v1/blobs/missing", json={"hashes": hashes}).json()
+        return [str(h) for h in data["missing"]]
+
+    def upload_blob(self, path: Path, sha256: str, size: int, progress: Progress | None = None) -> None:
+        self._request(
+            "PUT",
+            f"/api/v1/blobs/{sha256}",
+            content=_FileStream(path, progress),
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+        )
+
+    def upload_missing(
+        self, pack: Pack, entries: dict[str, ManifestEntry], progress: Progress | None = None
+    ) -> tuple[int, int, int]:
+        """Upload only what the farm lacks; returns (uploaded bytes, reused bytes, files uploaded)."""
+        by_hash: dict[str, tuple[Path, int]] = {}
+        for rel, entry in entries.items():
+            by_hash.setdefault(entry.sha256, (pack.files[rel], entry.size))
+        missing = set(self.missing_blobs(sorted(by_hash)))
+        uploaded = reused = files = 0
+        for sha, (path, size) in sorted(by_hash.items()):
+            if sha in missing:
+                self.upload_blob(path, sha, size, progress)
+                uploaded += size
+                files += 1
+            else:
+                reused += size
+        return uploaded, reused, files
+
+    def submit(
+        self,
+        blend: Path,
+        frames: str,
+        name: str | None = None,
+        progress: Progress | None = None,
+        allow_missing: bool = False,
+        **options: Any,
+    ) -> SubmitResult:
+        """Trace, hash, upload what is missing and create the job."""
+        pack = trace(Path(blend))
+        if pack.missing and not allow_missing:
+            raise ClientError(
+                0,
+                "the scene references files that do not exist: "
+                + ", ".join(pack.missing)
+                + " (fix the paths, or submit anyway with --allow-missing)",
+            )
+        entries = manifest(pack, HashCache())
+        uploaded, reused, files = self.upload_missing(pack, entries, progress)
+        spec = JobCreate(
+            name=name or Path(blend).stem,
+            blend_file=pack.blend_rel,
+            manifest=entries,
+            frames=frames,
+            **options,
+        )
+        job = self.create_job(spec)
+        return SubmitResult(job, uploaded, reused, files, pack.missing)
+
+    def create_job(self, spec: JobCreate) -> JobOut:
+        data = self._request("POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)).json()
+        return JobOut.model_validate(data)
+
+    # ---- jobs -----------------------------------------------------------------------------------------------
+    def jobs(self, status: str | None = None, limit: int = 100) -> list[JobOut]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return JobList.model_validate(self._request("GET", "/api/v1/jobs", params=params).json()).jobs
+
+    def job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}").json())
+
+    def cancel(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/cancel").json())
+
+    def tasks(self, job_id: str) -> TaskList:
+        return TaskList.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/tasks").json())
+
+    def frames(self, job_id: str) -> FrameList:
+        return FrameList.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/frames").json())
+
+    def logs(self, job_id: str) -> str:
+        return LogOut.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/logs").json()).text
+
+    def usage(self, month: str | None = None, per_job: bool = False) -> UsageReport:
+        params: dict[str, Any] = {"per_job": per_job}
+        if month:
+            params["month"] = month
+        return UsageReport.model_validate(self._request("GET", "/api/v1/usage", params=params).json())
+
+    def download(self, job_id: str, out_dir: Path, progress: Progress | None = None) -> tuple[int, int]:
+        """Fetch every stored frame into ``out_dir``; files already there with the same hash are skipped.
+
+        Returns (downloaded files, skipped files).
+        """
+        out_dir.mkdir(parents=True, exist_ok=True)
+        downloaded = skipped = 0
+        for frame in self.frames(job_id).frames:
+            dest = out_dir / frame.name
+            if dest.exists() and _sha256(dest) == frame.sha256:
+                skipped += 1
+                if progress is not None:
+                    progress(frame.size)
+                continue
+            tmp = dest.with_name(f".{dest.name}.part")
+            try:
+                with self.http.stream(
+                    "GET", f"/api/v1/jobs/{job_id}/frames/{frame.frame}", follow_redirects=True
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise ClientError(response.status_code, response.text)
+                    digest = hashlib.sha256()
+                    with tmp.open("wb") as handle:
+                        for block in response.iter_bytes():
+                            digest.update(block)
+                            handle.write(block)
+                            if progress is not None:
+                                progress(len(block))
+            except httpx.TransportError as exc:
+                tmp.unlink(missing_ok=True)
+                raise FarmUnreachable(self.url, exc) from exc
+            if digest.hexdigest() != frame.sha256:
+                tmp.unlink(missing_ok=True)
+                raise ClientError(0, f"frame {frame.frame} arrived corrupted (hash mismatch); run download again")
+            os.replace(tmp, dest)
+            downloaded += 1
+        return downloaded, skipped
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy tables, engine and session setup, Alembic migrations."""

@@ -1,0 +1,186 @@
+"""The embedded farm: API + scheduler + local Ray + worker actors + SQLite + local store, wired in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from farm.bootstrap import bootstrap, offer_to_cli
+from farm.clock import SystemClock
+from farm.db.engine import Database
+from farm.settings import ServerSettings, StorageBackend
+from scheduler import ray_runtime
+from scheduler.dispatcher import Dispatcher
+from scheduler.pool import WorkerPool
+from storage.base import ObjectStore
+from storage.factory import StoreConfig, make_store
+from web.app import create_app
+from web.deps import AppContext
+from workers.actor import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+def store_config(settings: ServerSettings) -> StoreConfig:
+    """The store description handed to the API and to every worker."""
+    if settings.storage is StorageBackend.S3:
+        return StoreConfig(
+            backend="s3",
+            s3_endpoint=settings.s3_endpoint,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+            s3_bucket=settings.s3_bucket,
+            s3_region=settings.s3_region,
+            s3_secure=settings.s3_secure,
+        )
+    return StoreConfig(backend="local", root=str(settings.data_dir / "objects"))
+
+
+def slot_layout(slots: int | None, cpus: int) -> list[dict[str, float]]:
+    """One slot using every core by default (measured faster than several single-thread slots)."""
+    count = slots or 1
+    per_slot = max(1, cpus // count)
+    return [{"cpu": float(per_slot)} for _ in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedFarm:
+    """Start with ``start()``, stop with ``stop()``; ``url`` and ``admin_token`` tell clients where to go."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self.data_dir = settings.data_dir
+        self.db = Database(settings.db_url)
+        self.store: ObjectStore | None = None
+        self.pool: WorkerPool | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.admin_token = ""
+        self.port = settings.port or free_port()
+        self.url = f"http://{settings.host}:{self.port}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: uvicorn.Server | None = None
+
+    def prepare(self) -> None:
+        """Database, store, admin token, Ray and warm workers; everything but serving HTTP."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db.migrate()
+        cfg = store_config(self.settings)
+        self.store = make_store(cfg)
+        self.admin_token = bootstrap(self.db, self.clock, self.data_dir, self.settings.bootstrap_admin_token)
+        cpus = os.cpu_count() or 1
+        layout = slot_layout(self.settings.slots, cpus)
+        ray_cpus = max(cpus, int(sum(s["cpu"] for s in layout)))
+        ray_runtime.start_embedded(
+            ray_cpus, self.settings.ray_object_store_bytes, Path("/tmp") / f"farm-ray-{os.getpid()}"  # noqa: S108
+        )
+
+        def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
+            return WorkerConfig(
+                name=name,
+                store=cfg,
+                cache_dir=str(self.settings.cache_dir),
+                cache_bytes=self.settings.worker_cache_bytes,
+                work_dir=str(self.data_dir / "work"),
+                resources=resources,
+                renderer=self.settings.renderer,
+            )
+
+        self.pool = WorkerPool(make_config)
+        for i, resources in enumerate(layout):
+            self.pool.add_slot(f"{socket.gethostname()}/slot-{i}", resources)
+        started = time.monotonic()
+        self.pool.warm()
+        log.info("%d render slot(s) warm in %.1fs", len(layout), time.monotonic() - started)
+        self.dispatcher = Dispatcher(self.db, self.pool, self.clock, self.settings.dispatch_interval_s)
+        self.dispatcher.recover()
+
+    def app_context(self) -> AppContext:
+        assert self.store is not None  # noqa: S101 - prepare() ran
+        dispatcher = self.dispatcher
+        return AppContext(
+            settings=self.settings,
+            db=self.db,
+            store=self.store,
+            clock=self.clock,
+            notify=dispatcher.wake.set if dispatcher is not None else (lambda: None),
+        )
+
+    def _start_scheduler(self) -> None:
+        assert self.dispatcher is not None  # noqa: S101 - prepare() ran
+        thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _uvicorn(self) -> uvicorn.Server:
+        config = uvicorn.Config(
+            create_app(self.app_context()),
+            host=self.settings.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        return self._server
+
+    def start(self) -> EmbeddedFarm:
+        """Everything, with HTTP served from a background thread (tests, ``farm demo``)."""
+        self.prepare()
+        self._start_scheduler()
+        server = self._uvicorn()
+        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"the API did not start on {self.url}")
+            time.sleep(0.05)
+        if self.settings.write_cli_config:
+            offer_to_cli(self.url, self.admin_token)
+        return self
+
+    def serve_forever(self) -> None:
+        """``farm server``: HTTP in this thread until interrupted."""
+        self.prepare()
+        self._start_scheduler()
+        if self.settings.write_cli_config:
+            offer_to_cli(self.url, self.admin_token)
+        try:
+            self._uvicorn().run()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving, stop the scheduler, stop Blender and Ray."""
+        if self._server is not None:
+            self._server.should_exit = True
+        self._stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        ray_runtime.shutdown()
+        self.db.dispose()
+
+    def __enter__(self) -> EmbeddedFarm:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

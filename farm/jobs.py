@@ -1,0 +1,210 @@
+"""Job operations behind the API: create (job + tasks in one transaction), read, cancel; scoped per company."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from farm.auth import Principal
+from farm.clock import new_id, utc
+from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, OutputFormat, TaskOut
+from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
+from farm.errors import MissingBlobs, NotFound
+from farm.frames import chunk_frames, format_frames, parse_frames
+from farm.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
+from farm.transitions import set_job_status, set_task_status, settle_job
+
+
+def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime) -> Job:
+    """Validate the spec against what the company holds, then write the job and one task per chunk."""
+    frames = parse_frames(spec.frames)
+    chunks = chunk_frames(frames, spec.chunk_size)
+    wanted = sorted({entry.sha256 for entry in spec.manifest.values()})
+    held = set(
+        session.scalars(select(Blob.sha256).where(Blob.company_id == who.company_id, Blob.sha256.in_(wanted)))
+    )
+    missing = [sha for sha in wanted if sha not in held]
+    if missing:
+        raise MissingBlobs(missing)
+    job = Job(
+        id=new_id("job"),
+        company_id=who.company_id,
+        name=spec.name,
+        status=JobStatus.QUEUED.value,
+        status_reason="",
+        priority=spec.priority,
+        frames=spec.frames,
+        chunk_size=spec.chunk_size,
+        blend_file=spec.blend_file,
+        manifest={path: entry.model_dump() for path, entry in spec.manifest.items()},
+        settings={
+            "output_format": spec.output_format.value,
+            "resolution": spec.resolution,
+            "samples": spec.samples,
+            "gpu": spec.gpu,
+            "allow_cpu_fallback": spec.allow_cpu_fallback,
+            "max_attempts": spec.max_attempts,
+        },
+        frames_total=len(frames),
+        created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    session.add_all(
+        Task(id=new_id("task"), job_id=job.id, index=i, frames=chunk, status=TaskStatus.QUEUED.value, updated_at=now)
+        for i, chunk in enumerate(chunks)
+    )
+    return job
+
+
+def get_job(session: Session, who: Principal, job_id: str, lock: bool = False) -> Job:
+    """The job if the caller may see it; 404 otherwise (also for another company's job)."""
+    query = select(Job).where(Job.id == job_id)
+    if not who.is_platform_admin:
+        query = query.where(Job.company_id == who.company_id)
+    if lock:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
+def list_jobs(
+    session: Session, who: Principal, status: JobStatus | None = None, limit: int = 100, offset: int = 0
+) -> list[Job]:
+    """Newest first, scoped to the caller's company (platform admins see all)."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    if not who.is_platform_admin:
+        query = query.where(Job.company_id == who.company_id)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+    return list(session.scalars(query))
+
+
+def job_out(session: Session, job: Job) -> JobOut:
+    """The API view of a job with its progress counts."""
+    frames_done = session.scalar(select(func.count()).select_from(Frame).where(Frame.job_id == job.id)) or 0
+    tasks = session.execute(
+        select(Task.status, func.count()).where(Task.job_id == job.id).group_by(Task.status)
+    ).all()
+    company = session.get(Company, job.company_id)
+    settings = job.settings
+    return JobOut(
+        id=job.id,
+        name=job.name,
+        company=company.name if company else "",
+        status=JobStatus(job.status),
+        priority=job.priority,
+        frames=job.frames,
+        chunk_size=job.chunk_size,
+        output_format=OutputFormat(str(settings.get("output_format", "PNG"))),
+        resolution=_opt_str(settings.get("resolution")),
+        samples=_opt_int(settings.get("samples")),
+        gpu=bool(settings.get("gpu", False)),
+        frames_total=job.frames_total,
+        frames_done=int(frames_done),
+        tasks_total=sum(int(n) for _, n in tasks),
+        tasks_done=sum(int(n) for s, n in tasks if s == TaskStatus.COMPLETED.value),
+        status_reason=job.status_reason,
+        created_at=utc(job.created_at),
+        started_at=utc(job.started_at) if job.started_at else None,
+        finished_at=utc(job.finished_at) if job.finished_at else None,
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def tasks_out(session: Session, job: Job) -> list[TaskOut]:
+    """Every chunk of the job with its attempts."""
+    tasks = list(session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.index)))
+    attempts: dict[str, list[TaskAttempt]] = {}
+    for attempt in session.scalars(
+        select(TaskAttempt).join(Task, Task.id == TaskAttempt.task_id).where(Task.job_id == job.id)
+        .order_by(TaskAttempt.number)
+    ):
+        attempts.setdefault(attempt.task_id, []).append(attempt)
+    done: dict[str, int] = dict(
+        session.execute(
+            select(Frame.task_id, func.count()).where(Frame.job_id == job.id).group_by(Frame.task_id)
+        ).tuples()
+    )
+    return [
+        TaskOut(
+            id=task.id,
+            index=task.index,
+            frames=format_frames(task.frames),
+            status=TaskStatus(task.status),
+            frames_done=done.get(task.id, 0),
+            attempts=[
+                AttemptOut(
+                    number=a.number,
+                    node=a.node,
+                    worker=a.worker,
+                    status=a.status,
+                    started_at=utc(a.started_at),
+                    ended_at=utc(a.ended_at) if a.ended_at else None,
+                    seconds=a.seconds,
+                    blender_seconds=a.blender_seconds,
+                    exit_code=a.exit_code,
+                    reason=a.reason,
+                    log_tail=a.log_tail,
+                )
+                for a in attempts.get(task.id, [])
+            ],
+        )
+        for task in tasks
+    ]
+
+
+def frames_out(session: Session, job: Job) -> list[FrameOut]:
+    """Stored frames of the job in frame order."""
+    rows = session.scalars(select(Frame).where(Frame.job_id == job.id).order_by(Frame.frame))
+    return [FrameOut(frame=f.frame, name=f.name, size=f.size, sha256=f.sha256, device=f.device) for f in rows]
+
+
+def get_frame(session: Session, job: Job, frame: int) -> Frame:
+    """One stored frame, or 404 saying which frames exist."""
+    row = session.get(Frame, (job.id, frame))
+    if row is None:
+        raise NotFound(f"frame {frame} of job {job.id} is not rendered (yet)")
+    return row
+
+
+def request_cancel(session: Session, job: Job, now: datetime, reason: str = "canceled by request") -> None:
+    """Record the wish; queued tasks are canceled now, running ones by the scheduler."""
+    status = JobStatus(job.status)
+    if status is JobStatus.CANCELED or status is JobStatus.CANCEL_REQUESTED:
+        return
+    set_job_status(job, JobStatus.CANCEL_REQUESTED, now, reason)
+    for task in session.scalars(select(Task).where(Task.job_id == job.id)):
+        if TaskStatus(task.status) in (TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED):
+            set_task_status(task, TaskStatus.CANCELED, now, reason)
+    settle_job(session, job, now)
+
+
+def job_log(session: Session, job: Job) -> str:
+    """Every attempt's log tail in chunk order, with headers."""
+    parts: list[str] = []
+    for task in tasks_out(session, job):
+        for attempt in task.attempts:
+            parts.append(
+                f"=== chunk {task.index} (frames {task.frames}) attempt {attempt.number} on {attempt.node or '?'}"
+                f" [{attempt.status}] {attempt.reason}\n{attempt.log_tail}".rstrip()
+            )
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
+def in_flight_tasks(session: Session, job_id: str) -> list[Task]:
+    """Tasks of the job that occupy a worker now."""
+    return list(
+        session.scalars(select(Task).where(Task.job_id == job_id, Task.status.in_([s.value for s in TASK_IN_FLIGHT])))
+    )

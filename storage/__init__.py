@@ -1,0 +1,1 @@
+"""Object storage: the ``ObjectStore`` protocol and its backends."""

@@ -1,0 +1,45 @@
+"""Build the configured ``ObjectStore`` from a small, picklable description (workers build their own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.base import ObjectStore
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Which backend and how to reach it; travels to worker actors."""
+
+    backend: str = "local"
+    root: str = ""
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "render-farm"
+    s3_region: str | None = None
+    s3_secure: bool = False
+
+    def __repr__(self) -> str:  # keeps the secret key out of logs and tracebacks
+        return f"StoreConfig(backend={self.backend!r}, root={self.root!r}, s3_endpoint={self.s3_endpoint!r})"
+
+
+def make_store(config: StoreConfig) -> ObjectStore:
+    """The store a process should use."""
+    if config.backend == "local":
+        from storage.local import LocalDirStore
+
+        return LocalDirStore(Path(config.root))
+    if config.backend == "s3":
+        from storage.s3 import S3Store
+
+        return S3Store(
+            endpoint=config.s3_endpoint,
+            access_key=config.s3_access_key,
+            secret_key=config.s3_secret_key,
+            bucket=config.s3_bucket,
+            region=config.s3_region,
+            secure=config.s3_secure,
+        )
+    raise ValueError(f"unknown storage backend {config.backend!r}; use 'local' or 's3'")
