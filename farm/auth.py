@@ -15,7 +15,7 @@ from farm.contract import Role
 from farm.db.models import ApiToken, Company
 from farm.errors import NotFound, Unauthorized
 
-TOKEN_PREFIX = "farm_"
+TOKEN_PREFIX = "farm_"  # noqa: S105 - a prefix, not a secret
 DEFAULT_COMPANY = "default"
 
 

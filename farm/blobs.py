@@ -25,7 +25,9 @@ def missing(session: Session, who: Principal, hashes: list[str]) -> list[str]:
     for i in range(0, len(wanted), 500):
         part = wanted[i : i + 500]
         held.update(
-            session.scalars(select(Blob.sha256).where(Blob.company_id == who.company_id, Blob.sha256.in_(part)))
+            session.scalars(
+                select(Blob.sha256).where(Blob.company_id == who.company_id, Blob.sha256.in_(part))
+            )
         )
     return [h for h in wanted if h not in held]
 

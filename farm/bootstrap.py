@@ -37,7 +37,9 @@ def bootstrap(db: Database, clock: Clock, data_dir: Path, token: str | None = No
         if wanted and s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(wanted))) is not None:
             value = wanted
         else:
-            value, _ = create_token(s, company, Role.PLATFORM_ADMIN, clock.now(), name="bootstrap admin", token=wanted)
+            value, _ = create_token(
+                s, company, Role.PLATFORM_ADMIN, clock.now(), name="bootstrap admin", token=wanted
+            )
             log.info("created the platform-admin token (in %s)", token_file)
     if existing != value:
         write_secret(token_file, value)

@@ -157,7 +157,9 @@ class FarmClient:
         return SubmitResult(job, uploaded, reused, files, pack.missing)
 
     def create_job(self, spec: JobCreate) -> JobOut:
-        data = self._request("POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)).json()
+        data = self._request(
+            "POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)
+        ).json()
         return JobOut.model_validate(data)
 
     # ---- jobs -----------------------------------------------------------------------------------------------
@@ -222,7 +224,9 @@ class FarmClient:
                 raise FarmUnreachable(self.url, exc) from exc
             if digest.hexdigest() != frame.sha256:
                 tmp.unlink(missing_ok=True)
-                raise ClientError(0, f"frame {frame.frame} arrived corrupted (hash mismatch); run download again")
+                raise ClientError(
+                    0, f"frame {frame.frame} arrived corrupted (hash mismatch); run download again"
+                )
             os.replace(tmp, dest)
             downloaded += 1
         return downloaded, skipped

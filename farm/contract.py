@@ -79,7 +79,9 @@ class JobCreate(Strict):
             return None
         match = _RESOLUTION.match(value)
         if match is None or not (4 <= int(match.group(1)) <= 16384 and 4 <= int(match.group(2)) <= 16384):
-            raise ValueError(f"resolution {value!r} must be WIDTHxHEIGHT with each side 4..16384, e.g. 1920x1080")
+            raise ValueError(
+                f"resolution {value!r} must be WIDTHxHEIGHT with each side 4..16384, e.g. 1920x1080"
+            )
         return value
 
     @model_validator(mode="after")

@@ -84,7 +84,9 @@ class EmbeddedFarm:
         layout = slot_layout(self.settings.slots, cpus)
         ray_cpus = max(cpus, int(sum(s["cpu"] for s in layout)))
         ray_runtime.start_embedded(
-            ray_cpus, self.settings.ray_object_store_bytes, Path("/tmp") / f"farm-ray-{os.getpid()}"  # noqa: S108
+            ray_cpus,
+            self.settings.ray_object_store_bytes,
+            Path("/tmp") / f"farm-ray-{os.getpid()}",  # noqa: S108
         )
 
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
@@ -108,7 +110,7 @@ class EmbeddedFarm:
         self.dispatcher.recover()
 
     def app_context(self) -> AppContext:
-        assert self.store is not None  # noqa: S101 - prepare() ran
+        assert self.store is not None
         dispatcher = self.dispatcher
         return AppContext(
             settings=self.settings,
@@ -119,8 +121,10 @@ class EmbeddedFarm:
         )
 
     def _start_scheduler(self) -> None:
-        assert self.dispatcher is not None  # noqa: S101 - prepare() ran
-        thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True)
+        assert self.dispatcher is not None
+        thread = threading.Thread(
+            target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 

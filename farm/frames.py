@@ -37,7 +37,9 @@ def parse_frames(spec: str) -> list[int]:
         step = int(match.group(3)) if match.group(3) is not None else 1
         for value in (first, last):
             if not MIN_FRAME <= value <= MAX_FRAME:
-                raise BadRequest(f"frame {value} in {part!r} is outside Blender's range {MIN_FRAME}..{MAX_FRAME}")
+                raise BadRequest(
+                    f"frame {value} in {part!r} is outside Blender's range {MIN_FRAME}..{MAX_FRAME}"
+                )
         if last < first:
             raise BadRequest(f"frame range {part!r} is reversed; write {last}-{first}")
         if step < 1:

@@ -53,7 +53,14 @@ def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime)
     session.add(job)
     session.flush()
     session.add_all(
-        Task(id=new_id("task"), job_id=job.id, index=i, frames=chunk, status=TaskStatus.QUEUED.value, updated_at=now)
+        Task(
+            id=new_id("task"),
+            job_id=job.id,
+            index=i,
+            frames=chunk,
+            status=TaskStatus.QUEUED.value,
+            updated_at=now,
+        )
         for i, chunk in enumerate(chunks)
     )
     return job
@@ -128,15 +135,18 @@ def tasks_out(session: Session, job: Job) -> list[TaskOut]:
     tasks = list(session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.index)))
     attempts: dict[str, list[TaskAttempt]] = {}
     for attempt in session.scalars(
-        select(TaskAttempt).join(Task, Task.id == TaskAttempt.task_id).where(Task.job_id == job.id)
+        select(TaskAttempt)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(Task.job_id == job.id)
         .order_by(TaskAttempt.number)
     ):
         attempts.setdefault(attempt.task_id, []).append(attempt)
-    done: dict[str, int] = dict(
-        session.execute(
+    done: dict[str, int] = {
+        str(task_id): int(count)
+        for task_id, count in session.execute(
             select(Frame.task_id, func.count()).where(Frame.job_id == job.id).group_by(Frame.task_id)
-        ).tuples()
-    )
+        )
+    }
     return [
         TaskOut(
             id=task.id,
@@ -206,5 +216,7 @@ def job_log(session: Session, job: Job) -> str:
 def in_flight_tasks(session: Session, job_id: str) -> list[Task]:
     """Tasks of the job that occupy a worker now."""
     return list(
-        session.scalars(select(Task).where(Task.job_id == job_id, Task.status.in_([s.value for s in TASK_IN_FLIGHT])))
+        session.scalars(
+            select(Task).where(Task.job_id == job_id, Task.status.in_([s.value for s in TASK_IN_FLIGHT]))
+        )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -63,11 +64,9 @@ class UsageTotal:
     resource_seconds: float
 
 
-def totals(
-    session: Session, company_id: str | None, month: str | None, per_job: bool
-) -> list[UsageTotal]:
-    """Resource-seconds (wall seconds × resource count) grouped by company, resource and maybe job."""
-    cols = [Company.name, UsageEntry.resource]
+def totals(session: Session, company_id: str | None, month: str | None, per_job: bool) -> list[UsageTotal]:
+    """Resource-seconds (wall seconds times resource count) grouped by company, resource and maybe job."""
+    cols: list[Any] = [Company.name, UsageEntry.resource]
     if per_job:
         cols.append(UsageEntry.job_id)
     query = (
@@ -84,5 +83,7 @@ def totals(
     out = []
     for row in session.execute(query).all():
         job_id = row[2] if per_job else None
-        out.append(UsageTotal(company=row[0], job_id=job_id, resource=row[1], resource_seconds=float(row[-1])))
+        out.append(
+            UsageTotal(company=row[0], job_id=job_id, resource=row[1], resource_seconds=float(row[-1]))
+        )
     return out

@@ -47,7 +47,9 @@ class ServerSettings(BaseSettings):
     s3_region: str | None = None
     s3_secure: bool = False
     ray_address: str | None = None
-    slots: int | None = Field(default=None, ge=1, le=256, description="embedded: render slots on this machine")
+    slots: int | None = Field(
+        default=None, ge=1, le=256, description="embedded: render slots on this machine"
+    )
     worker_cache_dir: Path | None = None
     worker_cache_bytes: int = Field(default=20 * 1024**3, ge=0)
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1)

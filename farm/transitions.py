@@ -47,7 +47,12 @@ def set_task_status(task: Task, new: TaskStatus, now: datetime, reason: str = ""
     task.status = new.value
     task.updated_at = now
     log.info(
-        "task %s (job %s): %s -> %s%s", task.id, task.job_id, old.value, new.value, f" ({reason})" if reason else ""
+        "task %s (job %s): %s -> %s%s",
+        task.id,
+        task.job_id,
+        old.value,
+        new.value,
+        f" ({reason})" if reason else "",
     )
 
 
@@ -82,8 +87,10 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
             if status is JobStatus.QUEUED:
                 set_job_status(job, JobStatus.ACTIVE, now)
             set_job_status(job, JobStatus.COMPLETED, now)
-        elif counts.get(TaskStatus.FAILED, 0) > 0 and in_flight == 0 and not (
-            counts.get(TaskStatus.QUEUED, 0) or counts.get(TaskStatus.SOFT_FAILED, 0)
+        elif (
+            counts.get(TaskStatus.FAILED, 0) > 0
+            and in_flight == 0
+            and not (counts.get(TaskStatus.QUEUED, 0) or counts.get(TaskStatus.SOFT_FAILED, 0))
         ):
             failed = counts[TaskStatus.FAILED]
             set_job_status(job, JobStatus.FAILED, now, f"{failed} of {total} chunk(s) failed")

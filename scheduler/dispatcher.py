@@ -167,10 +167,12 @@ class Dispatcher:
                 slot.release()
                 return
             job = s.get(Job, task.job_id)
-            assert job is not None  # noqa: S101 - foreign key
+            assert job is not None
             self._record_frames(s, task, facts.get("frames", []), now)
             attempt = s.scalar(
-                select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == facts["attempt"])
+                select(TaskAttempt).where(
+                    TaskAttempt.task_id == task.id, TaskAttempt.number == facts["attempt"]
+                )
             )
             started = datetime.fromtimestamp(float(facts["started_at"]), UTC)
             ended = datetime.fromtimestamp(float(facts["ended_at"]), UTC)
@@ -205,7 +207,9 @@ class Dispatcher:
             settle_job(s, job, now)
         slot.release()
 
-    def _settle_task(self, s: Session, job: Job, task: Task, outcome: str, reason: str, now: datetime) -> None:
+    def _settle_task(
+        self, s: Session, job: Job, task: Task, outcome: str, reason: str, now: datetime
+    ) -> None:
         status = TaskStatus(task.status)
         if status not in TASK_IN_FLIGHT:
             return
@@ -231,7 +235,9 @@ class Dispatcher:
             task = s.get(Task, slot.task_id) if slot.task_id else None
             if task is not None:
                 attempt = s.scalar(
-                    select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == slot.attempt)
+                    select(TaskAttempt).where(
+                        TaskAttempt.task_id == task.id, TaskAttempt.number == slot.attempt
+                    )
                 )
                 if attempt is not None:
                     attempt.status, attempt.ended_at = "lost", now
@@ -249,7 +255,11 @@ class Dispatcher:
     def _send_polls(self) -> None:
         now = time.monotonic()
         for slot in self.pool.slots:
-            if slot.task_id is not None and slot.poll_ref is None and now - slot.poll_sent_at >= POLL_INTERVAL_S:
+            if (
+                slot.task_id is not None
+                and slot.poll_ref is None
+                and now - slot.poll_sent_at >= POLL_INTERVAL_S
+            ):
                 slot.poll_ref = slot.actor.poll.remote()
                 slot.poll_sent_at = now
 
@@ -313,7 +323,9 @@ class Dispatcher:
         for slot in idle:
             if wants_gpu and slot.gpus > 0:
                 return slot
-            if slot.gpus == 0 and (not wants_gpu or (job.settings.get("allow_cpu_fallback") and not gpu_slots_exist)):
+            if slot.gpus == 0 and (
+                not wants_gpu or (job.settings.get("allow_cpu_fallback") and not gpu_slots_exist)
+            ):
                 return slot
         return None
 

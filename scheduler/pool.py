@@ -57,7 +57,7 @@ class WorkerPool:
 
     def _spawn(self, name: str, resources: dict[str, float]) -> Any:
         remote_cls = ray.remote(RenderWorker)
-        return remote_cls.options(  # type: ignore[attr-defined]
+        return remote_cls.options(
             num_cpus=resources.get("cpu", 0.0),
             num_gpus=resources.get("gpu", 0.0),
             max_concurrency=4,  # render runs in one thread; poll and cancel must get through meanwhile
@@ -74,7 +74,7 @@ class WorkerPool:
         """A dead actor is replaced by a fresh one with the same resources."""
         try:
             ray.kill(slot.actor)
-        except Exception:  # noqa: BLE001 - it is already gone
+        except Exception:
             log.debug("actor of %s already gone", slot.name)
         slot.actor = self._spawn(slot.name, slot.resources)
         slot.release()
@@ -94,11 +94,11 @@ class WorkerPool:
         closing = [slot.actor.close.remote() for slot in self.slots]
         try:
             ray.wait(closing, num_returns=len(closing), timeout=10)
-        except Exception:  # noqa: BLE001 - best effort on the way out
+        except Exception:
             log.debug("closing workers failed", exc_info=True)
         for slot in self.slots:
             try:
                 ray.kill(slot.actor)
-            except Exception:  # noqa: BLE001 - shutting down anyway
+            except Exception:
                 log.debug("actor of %s already gone", slot.name)
         self.slots.clear()

@@ -19,7 +19,11 @@ def start_embedded(num_cpus: int, object_store_bytes: int, temp_dir: Path | None
     """A local single-node Ray on loopback (idempotent)."""
     if ray.is_initialized():
         return
-    os.environ.update(LOOPBACK_ENV)
+    os.environ.update(LOOPBACK_ENV)  # inherited by the raylet, the agents and the workers
+    # This process imported Ray before the mode was known, and Ray reads the switch at import time.
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
     kwargs: dict[str, object] = {}
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
@@ -35,7 +39,7 @@ def start_embedded(num_cpus: int, object_store_bytes: int, temp_dir: Path | None
         runtime_env={"env_vars": dict(LOOPBACK_ENV)},
         **kwargs,  # type: ignore[arg-type]
     )
-    log.info("ray: embedded on %s with %d CPUs", ray.util.get_node_ip_address(), num_cpus)
+    log.info("ray: embedded on 127.0.0.1 with %d CPUs", num_cpus)
 
 
 def connect(address: str) -> None:

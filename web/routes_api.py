@@ -171,5 +171,3 @@ def usage(
         )
 
     return UsageReport(month=month, rows=[row(t) for t in rows], totals=[row(t) for t in totals])
-
-

@@ -49,7 +49,9 @@ class Assignment:
     settings: dict[str, Any]
 
 
-def store_with_retries(store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event) -> None:
+def store_with_retries(
+    store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event
+) -> None:
     """Upload with backoff across a storage outage; gives up only after ``retries`` tries."""
     delay = 0.2
     for attempt in range(retries + 1):
@@ -88,7 +90,7 @@ class RenderWorker:
             import ray
 
             node_id = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray (unit tests) there is no node id
+        except Exception:
             node_id = ""
         return {
             "name": self.config.name,
@@ -166,7 +168,7 @@ class RenderWorker:
             shutil.rmtree(spec.out_dir, ignore_errors=True)
         except StorageError as exc:
             facts.update(outcome="failed", exit_code=None, reason=f"storage: {exc}", log_tail="")
-        except Exception as exc:  # noqa: BLE001 - a worker reports every failure as a fact
+        except Exception as exc:
             log.exception("chunk %s failed in the worker", a.task_id)
             facts.update(outcome="failed", exit_code=None, reason=f"worker error: {exc!r}", log_tail="")
         with self._lock:

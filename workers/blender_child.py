@@ -122,10 +122,12 @@ class Child:
                     self.render(msg)
                 else:
                     self.send(EV_ERROR, message=f"unknown command {op!r}")
-            except Exception as exc:  # noqa: BLE001 - every failure goes back to the worker as a fact
+            except Exception as exc:
                 sys.stdout.write(traceback.format_exc())
                 sys.stdout.flush()
-                self.send(EV_ERROR, op=op, message=str(exc).strip() or type(exc).__name__, frame=msg.get("frame"))
+                self.send(
+                    EV_ERROR, op=op, message=str(exc).strip() or type(exc).__name__, frame=msg.get("frame")
+                )
 
 
 def watch_parent() -> None:

@@ -145,12 +145,12 @@ class BlenderRenderer:
                 result.reason = f"frame {ev.data.get('frame')}: {ev.data.get('message', '')}"
                 return
             frame = int(ev.data["frame"])
-            on_frame(FrameDone(frame, Path(ev.data["path"]), float(ev.data["seconds"]), str(ev.data["device"])))
+            on_frame(
+                FrameDone(frame, Path(ev.data["path"]), float(ev.data["seconds"]), str(ev.data["device"]))
+            )
             result.frames.append(frame)
 
-    def _wait(
-        self, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None
-    ) -> Any:
+    def _wait(self, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None) -> Any:
         while True:
             if stopped():
                 self.proc.kill()
@@ -173,10 +173,17 @@ def tiny_png(width: int, height: int, seed: int) -> bytes:
     raw = row * height
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 class SleepRenderer:

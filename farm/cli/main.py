@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from farm.cli import output as out
 from farm.client import ClientError, FarmClient
@@ -70,11 +77,13 @@ def submit(
     chunk: Annotated[int, typer.Option(help="frames per task")] = 8,
     priority: Annotated[int, typer.Option(help="0-100, higher first within your company")] = 50,
     name: Annotated[str | None, typer.Option(help="job name (default: the file name)")] = None,
-    format: Annotated[str, typer.Option("--format", help="PNG or EXR")] = "PNG",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help="PNG or EXR")] = "PNG",
     resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
     samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="render on GPU slots")] = False,
-    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="submit despite missing files")] = False,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="submit despite missing files")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
@@ -83,8 +92,8 @@ def submit(
     if fmt not in ("PNG", "EXR"):
         out.error(f"--format must be PNG or EXR, not {format!r}")
         raise typer.Exit(2)
-    from farm.frames import parse_frames
     from farm.errors import BadRequest
+    from farm.frames import parse_frames
 
     try:
         parse_frames(frames)
@@ -178,7 +187,14 @@ def jobs(
     out.table(
         ["id", "name", "status", "frames", "priority", "submitted"],
         [
-            [j.id, j.name, j.status.value, f"{j.frames_done}/{j.frames_total}", j.priority, f"{j.created_at:%F %T}"]
+            [
+                j.id,
+                j.name,
+                j.status.value,
+                f"{j.frames_done}/{j.frames_total}",
+                j.priority,
+                f"{j.created_at:%F %T}",
+            ]
             for j in items
         ],
     )
@@ -279,7 +295,13 @@ def usage(
     out.table(
         ["company", *(["job"] if per_job else []), "resource", "resource-seconds", "hours"],
         [
-            [r.company, *([r.job_id or ""] if per_job else []), r.resource, f"{r.seconds:.2f}", f"{r.hours:.4f}"]
+            [
+                r.company,
+                *([r.job_id or ""] if per_job else []),
+                r.resource,
+                f"{r.seconds:.2f}",
+                f"{r.hours:.4f}",
+            ]
             for r in rows
         ],
     )
