@@ -130,7 +130,8 @@ def main() -> None:
         for size in args.sizes.split(","):
             res, samples = size.split(":")
             width, height = (int(v) for v in res.split("x"))
-            blend = generate_sample(Path(tmp) / size.replace(":", "-"), resolution=(width, height), samples=int(samples))
+            folder = Path(tmp) / size.replace(":", "-")
+            blend = generate_sample(folder, resolution=(width, height), samples=int(samples))
             times = {name: run_variant(name, blend, args.frames) for name in VARIANTS}
             print(
                 f"{res}/{samples}spp: naive {times['naive']:.2f}s  bare-ray {times['bare-ray']:.2f}s  "
