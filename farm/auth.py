@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from farm.clock import new_id, utc
 from farm.contract import Role
 from farm.db.models import ApiToken, Company
-from farm.errors import NotFound, Unauthorized
+from farm.errors import Forbidden, Unauthorized
 
 TOKEN_PREFIX = "farm_"  # noqa: S105 - a prefix, not a secret
 DEFAULT_COMPANY = "default"
@@ -31,6 +31,20 @@ class Principal:
     @property
     def is_platform_admin(self) -> bool:
         return self.role is Role.PLATFORM_ADMIN
+
+    def may(self, role: Role) -> bool:
+        """True when this principal's role is ``role`` or above it."""
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+#: Each role may do what the ones below it may: artist < company-admin < platform-admin.
+ROLE_RANK: dict[Role, int] = {Role.ARTIST: 0, Role.COMPANY_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
+
+
+def require(who: Principal, role: Role, action: str) -> None:
+    """``Forbidden`` unless the caller holds ``role`` or above; the message names the role needed."""
+    if not who.may(role):
+        raise Forbidden(f"{action} needs the {role.value} role; this token is {who.role.value}")
 
 
 def hash_token(token: str) -> str:
@@ -86,5 +100,5 @@ def resolve_token(session: Session, token: str | None, now: datetime) -> Princip
         raise Unauthorized("this API token has expired")
     company = session.get(Company, row.company_id)
     if company is None:
-        raise NotFound("the token's company no longer exists")
+        raise Unauthorized("the token's company no longer exists")
     return Principal(token_id=row.id, company_id=company.id, company=company.name, role=Role(row.role))

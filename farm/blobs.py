@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.auth import Principal
+from farm.contract import BlobCommit, DirectUpload
 from farm.db.models import Blob
 from farm.errors import PayloadTooLarge, ValidationFailed
-from storage.base import ObjectStore, blob_key
+from storage.base import ObjectStore, blob_key, check_key
 
 
 def missing(session: Session, who: Principal, hashes: list[str]) -> list[str]:
@@ -75,3 +77,98 @@ def commit(
         return True
     finally:
         path.unlink(missing_ok=True)
+
+
+# ---- direct uploads (S3 backend): presigned PUT to a staging key, then a verified commit -----------------
+# A client PUTs to ``uploads/<company>/<sha256>/<upload id>``, never to the blob's own key: a stale or
+# reused URL can then never overwrite a blob that already counts. The commit streams the staged object
+# once, hashing it, and only a match becomes ``blobs/<company>/<sha256>``. The upload id starts with the
+# creation time in hex, so ``farm admin gc`` can remove uploads that were never committed.
+UPLOAD_PREFIX = "uploads/"
+PRESIGN_EXPIRES_S = 3600
+MAX_DIRECT_UPLOADS = 5000  # per answer; the client streams the rest through the API
+
+
+def upload_key(company: str, sha256: str, upload_id: str) -> str:
+    """Staging key of one direct upload."""
+    return check_key(f"{UPLOAD_PREFIX}{company}/{sha256}/{upload_id}")
+
+
+def new_upload_id(now: datetime) -> str:
+    """32 hex characters: the creation time (seconds, 12 hex) and 20 random ones."""
+    return f"{int(now.timestamp()):012x}{secrets.token_hex(10)}"
+
+
+def upload_created(upload_id: str) -> datetime | None:
+    """When an upload id was issued (None for a name that is not one)."""
+    if len(upload_id) != 32:
+        return None
+    try:
+        return datetime.fromtimestamp(int(upload_id[:12], 16), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def direct_uploads(
+    store: ObjectStore, who: Principal, missing_hashes: list[str], now: datetime
+) -> dict[str, DirectUpload]:
+    """Presigned PUT URLs for missing blobs when the store offers them (S3); empty otherwise."""
+    presign = getattr(store, "presigned_put_url", None)
+    if presign is None:
+        return {}
+    out: dict[str, DirectUpload] = {}
+    for sha in missing_hashes[:MAX_DIRECT_UPLOADS]:
+        upload_id = new_upload_id(now)
+        url = presign(upload_key(who.company_id, sha, upload_id), PRESIGN_EXPIRES_S)
+        out[sha] = DirectUpload(url=str(url), upload=upload_id)
+    return out
+
+
+def commit_direct(
+    session: Session,
+    store: ObjectStore,
+    who: Principal,
+    sha256: str,
+    body: BlobCommit,
+    spool_dir: Path,
+    max_bytes: int,
+    now: datetime,
+) -> tuple[bool, int]:
+    """Check a direct upload's size and sha256 and make it count; returns (created, size).
+
+    Whatever happens, the staged object is deleted: a good one has become the blob, a bad one is refused
+    (413 over the maximum, 422 for a size or hash that differs) and nothing of it is kept.
+    """
+    staged = upload_key(who.company_id, sha256, body.upload)
+    try:
+        if session.get(Blob, (who.company_id, sha256)) is not None:
+            return False, body.size
+        info = store.stat(staged)
+        if info is None:
+            raise ValidationFailed(
+                f"nothing was uploaded for blob {sha256} with upload id {body.upload}: PUT the file to the URL "
+                "from POST /api/v1/blobs/missing first (or PUT /api/v1/blobs/{sha256} through the API)"
+            )
+        if info.size > max_bytes:
+            raise PayloadTooLarge(f"upload of {info.size} bytes is over the maximum of {max_bytes} bytes")
+        if info.size != body.size:
+            raise ValidationFailed(f"the stored upload has {info.size} bytes, not the {body.size} announced")
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=spool_dir, prefix="commit-")
+        path = Path(name)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                for block in store.open(staged):
+                    digest.update(block)
+                    out.write(block)
+            if digest.hexdigest() != sha256:
+                raise ValidationFailed(
+                    f"uploaded bytes hash to {digest.hexdigest()}, not {sha256}: the file changed or was corrupted"
+                )
+            created = commit(session, store, who, sha256, path, info.size, now)
+        finally:
+            path.unlink(missing_ok=True)
+        return created, info.size
+    finally:
+        store.delete(staged)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,18 +14,24 @@ import httpx
 
 from farm import clientconfig
 from farm.contract import (
+    BlobsMissingResponse,
+    Blocklist,
+    DirectUpload,
     FrameList,
+    GcReport,
     JobCreate,
     JobList,
     JobOut,
     LogOut,
     ManifestEntry,
     TaskList,
+    UnblockRequest,
     UsageReport,
 )
 from farm.packing import HashCache, Pack, manifest, trace
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 class ClientError(Exception):
@@ -38,6 +45,19 @@ class ClientError(Exception):
 class FarmUnreachable(ClientError):
     def __init__(self, url: str, cause: Exception) -> None:
         super().__init__(0, f"cannot reach the farm at {url}: {cause}")
+
+
+class MissingFiles(ClientError):
+    """The scene references files that do not exist; ``missing`` lists them as the scene names them."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            0,
+            "the scene references files that do not exist: "
+            + ", ".join(missing)
+            + " (fix the paths, or submit anyway with --allow-missing)",
+        )
+        self.missing = list(missing)
 
 
 @dataclass
@@ -97,10 +117,16 @@ class FarmClient:
 
     # ---- blobs and submit ---------------------------------------------------------------------------------
     def missing_blobs(self, hashes: list[str]) -> list[str]:
-        data = self._request("POST", "/api/v1/blobs/missing", json={"hashes": hashes}).json()
-        return [str(h) for h in data["missing"]]
+        """The hashes the farm does not hold for this company."""
+        return self.missing_with_uploads(hashes, direct=False).missing
+
+    def missing_with_uploads(self, hashes: list[str], direct: bool = True) -> BlobsMissingResponse:
+        """The missing hashes and, on an S3 farm, a presigned PUT URL for each."""
+        body = {"hashes": hashes, "direct": direct}
+        return BlobsMissingResponse.model_validate(self._request("POST", "/api/v1/blobs/missing", json=body).json())
 
     def upload_blob(self, path: Path, sha256: str, size: int, progress: Progress | None = None) -> None:
+        """Stream one blob through the API, which verifies it."""
         self._request(
             "PUT",
             f"/api/v1/blobs/{sha256}",
@@ -108,22 +134,54 @@ class FarmClient:
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
 
+    def upload_direct(
+        self, target: DirectUpload, path: Path, sha256: str, size: int, progress: Progress | None = None
+    ) -> None:
+        """PUT one blob straight into the object store, then have the farm check and commit it."""
+        # A client of its own: the presigned URL is the credential, a farm token must not travel to the store.
+        with httpx.Client(timeout=self.http.timeout) as direct:
+            response = direct.put(
+                target.url,
+                content=_FileStream(path, progress),
+                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            )
+        if response.status_code >= 400:
+            raise ClientError(response.status_code, f"the object store refused the upload: {response.text[:500]}")
+        self._request("POST", f"/api/v1/blobs/{sha256}/commit", json={"size": size, "upload": target.upload})
+
     def upload_missing(
-        self, pack: Pack, entries: dict[str, ManifestEntry], progress: Progress | None = None
+        self, pack: Pack, entries: dict[str, ManifestEntry], progress: Progress | None = None, direct: bool = True
     ) -> tuple[int, int, int]:
-        """Upload only what the farm lacks; returns (uploaded bytes, reused bytes, files uploaded)."""
+        """Upload only what the farm lacks; returns (uploaded bytes, reused bytes, files uploaded).
+
+        On an S3 farm the bytes go straight to the store through presigned URLs; when the store cannot be
+        reached from here (a farm-internal MinIO), this and the remaining blobs go through the API instead.
+        """
         by_hash: dict[str, tuple[Path, int]] = {}
         for rel, entry in entries.items():
             by_hash.setdefault(entry.sha256, (pack.files[rel], entry.size))
-        missing = set(self.missing_blobs(sorted(by_hash)))
+        answer = self.missing_with_uploads(sorted(by_hash), direct=direct)
+        missing = set(answer.missing)
         uploaded = reused = files = 0
         for sha, (path, size) in sorted(by_hash.items()):
-            if sha in missing:
-                self.upload_blob(path, sha, size, progress)
-                uploaded += size
-                files += 1
-            else:
+            if sha not in missing:
                 reused += size
+                continue
+            target = answer.uploads.get(sha)
+            sent = False
+            if target is not None:
+                try:
+                    self.upload_direct(target, path, sha, size, progress)
+                    sent = True
+                except (httpx.TransportError, ClientError) as exc:
+                    if isinstance(exc, ClientError) and exc.status in (413, 422):
+                        raise  # the farm checked the bytes and refused them: sending them again cannot help
+                    log.warning("direct upload to the object store failed (%s); uploading through the farm", exc)
+                    answer.uploads.clear()
+            if not sent:
+                self.upload_blob(path, sha, size, progress)
+            uploaded += size
+            files += 1
         return uploaded, reused, files
 
     def submit(
@@ -133,19 +191,15 @@ class FarmClient:
         name: str | None = None,
         progress: Progress | None = None,
         allow_missing: bool = False,
+        hash_cache: HashCache | None = None,
         **options: Any,
     ) -> SubmitResult:
-        """Trace, hash, upload what is missing and create the job."""
-        pack = trace(Path(blend))
-        if pack.missing and not allow_missing:
-            raise ClientError(
-                0,
-                "the scene references files that do not exist: "
-                + ", ".join(pack.missing)
-                + " (fix the paths, or submit anyway with --allow-missing)",
-            )
-        entries = manifest(pack, HashCache())
-        uploaded, reused, files = self.upload_missing(pack, entries, progress)
+        """Trace, hash, upload what is missing and create the job (``hash_cache``: default the user's)."""
+        with trace(Path(blend)) as pack:  # closing removes rewritten temporary copies of .blend files
+            if pack.missing and not allow_missing:
+                raise MissingFiles(pack.missing)
+            entries = manifest(pack, hash_cache if hash_cache is not None else HashCache())
+            uploaded, reused, files = self.upload_missing(pack, entries, progress)
         spec = JobCreate(
             name=name or Path(blend).stem,
             blend_file=pack.blend_rel,
@@ -175,6 +229,26 @@ class FarmClient:
     def cancel(self, job_id: str) -> JobOut:
         return JobOut.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/cancel").json())
 
+    def pause(self, job_id: str, now: bool = False) -> JobOut:
+        """Pause the job; with ``now`` the chunks rendering now are stopped too (and requeued)."""
+        path = f"/api/v1/jobs/{job_id}/pause"
+        return JobOut.model_validate(self._request("POST", path, params={"now": now}).json())
+
+    def resume(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/resume").json())
+
+    def retry(self, job_id: str) -> JobOut:
+        """Requeue the job's failed and canceled chunks."""
+        return JobOut.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/retry").json())
+
+    def blocklist(self, job_id: str) -> Blocklist:
+        return Blocklist.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/blocklist").json())
+
+    def unblock(self, job_id: str, node: str | None = None) -> Blocklist:
+        """Give ``node`` (every node when None) a fresh start on the job."""
+        body = UnblockRequest(node=node).model_dump()
+        return Blocklist.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/unblock", json=body).json())
+
     def tasks(self, job_id: str) -> TaskList:
         return TaskList.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/tasks").json())
 
@@ -189,6 +263,27 @@ class FarmClient:
         if month:
             params["month"] = month
         return UsageReport.model_validate(self._request("GET", "/api/v1/usage", params=params).json())
+
+    def gc(self, apply: bool = False, retention_days: float = 30.0) -> GcReport:
+        """Blob garbage collection (platform admins): a dry run unless ``apply``."""
+        params: dict[str, Any] = {"apply": apply, "retention_days": retention_days}
+        return GcReport.model_validate(self._request("POST", "/api/v1/admin/gc", params=params).json())
+
+    def download_preview(self, job_id: str, dest: Path) -> Path:
+        """Save the job's preview MP4 to ``dest``."""
+        try:
+            with self.http.stream("GET", f"/api/v1/jobs/{job_id}/preview", follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(response.status_code, response.text)
+                tmp = dest.with_name(f".{dest.name}.part")
+                with tmp.open("wb") as handle:
+                    for block in response.iter_bytes():
+                        handle.write(block)
+        except httpx.TransportError as exc:
+            raise FarmUnreachable(self.url, exc) from exc
+        os.replace(tmp, dest)
+        return dest
 
     def download(self, job_id: str, out_dir: Path, progress: Progress | None = None) -> tuple[int, int]:
         """Fetch every stored frame into ``out_dir``; files already there with the same hash are skipped.

@@ -24,6 +24,13 @@ class OutputFormat(StrEnum):
     EXR = "EXR"
 
 
+class ChunkFailurePolicy(StrEnum):
+    """What a job does when one chunk has failed every attempt."""
+
+    FAIL_JOB = "fail-job"  # stop the job at once: the other chunks are canceled
+    CONTINUE = "continue"  # render every other chunk; the job ends failed, and `farm retry` requeues the chunk
+
+
 class Role(StrEnum):
     ARTIST = "artist"
     COMPANY_ADMIN = "company-admin"
@@ -64,6 +71,8 @@ class JobCreate(Strict):
     gpu: bool = False
     allow_cpu_fallback: bool = True
     max_attempts: int = Field(default=3, ge=1, le=20)
+    on_chunk_failure: ChunkFailurePolicy = ChunkFailurePolicy.CONTINUE
+    preview: bool = Field(default=True, description="store an MP4 preview after the last frame (needs ffmpeg)")
 
     @field_validator("manifest")
     @classmethod
@@ -161,10 +170,39 @@ class FrameList(BaseModel):
 
 class BlobsMissingRequest(Strict):
     hashes: list[SHA256] = Field(max_length=100_000)
+    direct: bool = Field(default=True, description="offer presigned PUT URLs when the store is S3")
+
+
+class DirectUpload(BaseModel):
+    """Where to PUT one blob straight into the object store, and the id to commit it with."""
+
+    url: str
+    upload: str
 
 
 class BlobsMissingResponse(BaseModel):
     missing: list[str]
+    uploads: dict[str, DirectUpload] = Field(
+        default_factory=dict,
+        description="S3 backend: a presigned PUT URL per missing hash; upload there, then POST .../commit",
+    )
+
+
+class BlobCommit(Strict):
+    """After a direct upload: the size the client sent, checked with the sha256 before the blob counts."""
+
+    size: int = Field(ge=0)
+    upload: str = Field(pattern=r"^[0-9a-f]{32}$", description="the upload id named in the presigned URL's key")
+
+
+class GcReport(BaseModel):
+    """What ``farm admin gc`` deleted (or, in a dry run, would delete)."""
+
+    applied: bool
+    retention_days: float
+    blobs: list[str] = Field(description="'company/sha256' of each blob no job within the retention references")
+    blob_bytes: int
+    stale_uploads: int = Field(description="direct uploads never committed, older than a day")
 
 
 class BlobOut(BaseModel):
@@ -177,14 +215,48 @@ class UsageRow(BaseModel):
     company: str
     job_id: str | None
     resource: str
-    seconds: float
+    seconds: float = Field(description="resource-seconds: wall seconds times the resource count")
     hours: float
+    job_name: str | None = None
+    rate: float = Field(default=0.0, description="price per resource-hour from the company's rate card")
+    cost: float = 0.0
+
+
+class UsageCompany(BaseModel):
+    """One company's month at a glance: hours per resource, cost, budgets (None = unlimited)."""
+
+    company: str
+    gpu_hours: float
+    cpu_hours: float
+    cost: float
+    gpu_hours_budget: float | None
+    cpu_hours_budget: float | None
 
 
 class UsageReport(BaseModel):
     month: str | None
     rows: list[UsageRow]
     totals: list[UsageRow]
+    companies: list[UsageCompany] = Field(default_factory=list)
+
+
+class BlockedNode(BaseModel):
+    """Failed attempts of a job on one node; ``blocked`` nodes get no more chunks of the job."""
+
+    node: str
+    failures: int
+    blocked: bool
+    blocked_at: datetime | None
+    reason: str
+
+
+class Blocklist(BaseModel):
+    job_id: str
+    nodes: list[BlockedNode]
+
+
+class UnblockRequest(Strict):
+    node: str | None = Field(default=None, description="one node; every node of the job when left out")
 
 
 class LogOut(BaseModel):
@@ -199,3 +271,116 @@ class Health(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+# ---- tenancy: companies, tokens ------------------------------------------------------------------------------
+COMPANY_NAME_RULE = "2-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+_COMPANY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESOURCES = ("cpu", "gpu")
+
+
+def check_company_name(name: str) -> str:
+    """Company names appear in URLs, metrics labels and CSV files: keep them short and plain."""
+    if not 2 <= len(name) <= 64:
+        raise ValueError(f"company name {name!r} is {len(name)} characters long; it must be {COMPANY_NAME_RULE}")
+    if not _COMPANY_NAME.match(name):
+        raise ValueError(f"company name {name!r} is not allowed; it must be {COMPANY_NAME_RULE}")
+    return name
+
+
+def check_rates(rates: dict[str, float] | None) -> dict[str, float] | None:
+    """A rate card prices resource-hours of known resources; prices are never negative."""
+    if rates is None:
+        return None
+    for resource, price in rates.items():
+        if resource not in RESOURCES:
+            raise ValueError(f"rate card names resource {resource!r}; known resources: {', '.join(RESOURCES)}")
+        if price < 0:
+            raise ValueError(f"rate for {resource!r} is {price}; prices must be 0 or more")
+    return rates
+
+
+class CompanyLimits(Strict):
+    """The tenancy settings of a company; on update, only the fields sent change (null = unlimited)."""
+
+    gpu_share: float | None = Field(default=None, gt=0, le=1_000_000, description="fair-share weight on GPUs")
+    cpu_share: float | None = Field(default=None, gt=0, le=1_000_000, description="fair-share weight on CPUs")
+    min_slots: int | None = Field(default=None, ge=0, le=100_000, description="slots guaranteed promptly")
+    max_slots: int | None = Field(default=None, ge=0, le=100_000, description="burst cap (null: none)")
+    gpu_hours_budget: float | None = Field(default=None, ge=0, description="GPU-hours per month (null: none)")
+    cpu_hours_budget: float | None = Field(default=None, ge=0, description="CPU-hours per month (null: none)")
+    rates: dict[str, float] | None = Field(default=None, description="price per resource-hour, e.g. {'gpu': 1.2}")
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return check_rates(value)
+
+    @model_validator(mode="after")
+    def _slots(self) -> CompanyLimits:
+        if self.min_slots is not None and self.max_slots is not None and self.min_slots > self.max_slots:
+            raise ValueError(f"min_slots ({self.min_slots}) must not exceed max_slots ({self.max_slots})")
+        return self
+
+
+class CompanyCreate(CompanyLimits):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_company_name(value)
+
+
+class CompanyUpdate(CompanyLimits):
+    """PATCH body: fields left out keep their value; ``max_slots``/budgets set to null mean unlimited."""
+
+
+class CompanyOut(BaseModel):
+    id: str
+    name: str
+    gpu_share: float
+    cpu_share: float
+    min_slots: int
+    max_slots: int | None
+    gpu_hours_budget: float | None
+    cpu_hours_budget: float | None
+    rates: dict[str, float]
+    created_at: datetime
+
+
+class CompanyList(BaseModel):
+    companies: list[CompanyOut]
+
+
+class TokenCreate(Strict):
+    company: str = Field(description="the company the token acts for")
+    role: Role = Role.ARTIST
+    name: str = Field(default="", max_length=200, description="a label, e.g. 'anna laptop'")
+    user: str | None = Field(default=None, min_length=1, max_length=64, description="the person it belongs to")
+    expires_in_days: int | None = Field(default=90, ge=1, le=3650, description="null: never expires")
+
+
+class TokenOut(BaseModel):
+    id: str
+    company: str
+    role: Role
+    name: str
+    user: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token itself: shown this once, only its hash is kept")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class WhoAmI(BaseModel):
+    token_id: str
+    company: str
+    role: Role

@@ -10,18 +10,24 @@ import time
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from farm.bootstrap import bootstrap, offer_to_cli
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.preview import PreviewMaker
 from farm.settings import ServerSettings, StorageBackend
-from scheduler import ray_runtime
+from farm.storage_usage import StorageSampler
+from scheduler import heartbeat, ray_runtime
 from scheduler.dispatcher import Dispatcher
+from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool
 from storage.base import ObjectStore
 from storage.factory import StoreConfig, make_store
+from web import metrics
 from web.app import create_app
 from web.deps import AppContext
+from web.monitor.workers import pool_snapshot
 from workers.actor import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -106,7 +112,21 @@ class EmbeddedFarm:
         started = time.monotonic()
         self.pool.warm()
         log.info("%d render slot(s) warm in %.1fs", len(layout), time.monotonic() - started)
-        self.dispatcher = Dispatcher(self.db, self.pool, self.clock, self.settings.dispatch_interval_s)
+        self.dispatcher = Dispatcher(
+            self.db,
+            self.pool,
+            self.clock,
+            self.settings.dispatch_interval_s,
+            FairShare(self.settings.fair_share_window_s, self.settings.starvation_s),
+        )
+        # Assets (issue 3): a preview movie after a job's last frame, storage bytes sampled into the ledger.
+        self.dispatcher.on_job_completed = PreviewMaker(self.db, cfg)
+        self.dispatcher.periodic.append(
+            StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
+        )
+        # Reliability (issue 5): leases and the per-job node blocklist.
+        self.dispatcher.task_timeout_s = self.settings.task_timeout_s
+        self.dispatcher.blocklist_after = self.settings.blocklist_after
         self.dispatcher.recover()
 
     def app_context(self) -> AppContext:
@@ -115,7 +135,7 @@ class EmbeddedFarm:
         return AppContext(
             settings=self.settings,
             db=self.db,
-            store=self.store,
+            store=metrics.CountingStore(self.store),  # farm_storage_errors_total
             clock=self.clock,
             notify=dispatcher.wake.set if dispatcher is not None else (lambda: None),
         )
@@ -128,9 +148,20 @@ class EmbeddedFarm:
         thread.start()
         self._threads.append(thread)
 
+    def _app(self) -> FastAPI:
+        app = create_app(self.app_context())
+        pool = self.pool
+        if pool is not None:
+            # Worker and node states for /metrics straight from the in-process pool (fresher than heartbeats).
+            nodes = heartbeat.RayNodes()
+            metrics.use_worker_source(app, lambda: heartbeat.snapshot(pool, nodes()))
+            # The monitor's Workers page reads the live slots too (web.monitor.workers).
+            app.state.worker_snapshot = lambda: pool_snapshot(pool, self.dispatcher)
+        return app
+
     def _uvicorn(self) -> uvicorn.Server:
         config = uvicorn.Config(
-            create_app(self.app_context()),
+            self._app(),
             host=self.settings.host,
             port=self.port,
             log_level="warning",

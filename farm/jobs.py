@@ -11,7 +11,7 @@ from farm.auth import Principal
 from farm.clock import new_id, utc
 from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, OutputFormat, TaskOut
 from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
-from farm.errors import MissingBlobs, NotFound
+from farm.errors import Conflict, MissingBlobs, NotFound
 from farm.frames import chunk_frames, format_frames, parse_frames
 from farm.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.transitions import set_job_status, set_task_status, settle_job
@@ -46,6 +46,8 @@ def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime)
             "gpu": spec.gpu,
             "allow_cpu_fallback": spec.allow_cpu_fallback,
             "max_attempts": spec.max_attempts,
+            "preview": spec.preview,
+            "on_chunk_failure": spec.on_chunk_failure.value,
         },
         frames_total=len(frames),
         created_at=now,
@@ -194,6 +196,8 @@ def request_cancel(session: Session, job: Job, now: datetime, reason: str = "can
     status = JobStatus(job.status)
     if status is JobStatus.CANCELED or status is JobStatus.CANCEL_REQUESTED:
         return
+    if status in (JobStatus.COMPLETED, JobStatus.FAILED):
+        raise Conflict(f"job {job.id} already {status.value}; there is nothing to cancel")
     set_job_status(job, JobStatus.CANCEL_REQUESTED, now, reason)
     for task in session.scalars(select(Task).where(Task.job_id == job.id)):
         if TaskStatus(task.status) in (TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED):

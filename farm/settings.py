@@ -56,10 +56,20 @@ class ServerSettings(BaseSettings):
     secret_key: str = DEFAULT_SECRET
     bootstrap_admin_token: str | None = None
     dispatch_interval_s: float = Field(default=0.05, gt=0, le=10)
-    task_timeout_s: float = Field(default=600.0, gt=0)
+    task_timeout_s: float = Field(
+        default=600.0, gt=0, description="a running chunk whose lease is not renewed for this long is killed"
+    )
+    blocklist_after: int = Field(
+        default=3, ge=1, le=1000, description="failed chunks of one job after which a node gets no more of it"
+    )
     ray_object_store_bytes: int = Field(default=128 * 1024**2, ge=78 * 1024**2)
     write_cli_config: bool = True
     renderer: str = Field(default="blender", description="'blender', or 'sleep:SECONDS' for scheduler tests")
+    storage_sample_interval_s: float = Field(
+        default=600.0, gt=0, description="how often the bytes each company holds are sampled into the ledger"
+    )
+    fair_share_window_s: float = Field(default=3600.0, gt=0, description="slot-time window of the fair share")
+    starvation_s: float = Field(default=600.0, gt=0, description="a chunk waiting this long goes first")
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:

@@ -12,49 +12,87 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from ray.exceptions import ActorDiedError, RayError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
 
 from farm import ledger
 from farm.clock import Clock
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
-from farm.states import JOB_DISPATCHABLE, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
+from farm.frames import format_frames
+from farm.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
 from farm.transitions import set_job_status, set_task_status, settle_job
+from scheduler import blocklist, claims
+from scheduler.fairshare import FairShare
+from scheduler.heartbeat import Heartbeat
+from scheduler.nodes import NodeTracker
 from scheduler.pool import Slot, WorkerPool
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.2
+#: After the scheduler kills an attempt whose lease expired, how long the worker has to answer before its actor
+#: is killed and replaced.
+KILL_GRACE_S = 10.0
+#: How often jobs that cannot run anywhere get their reason refreshed.
+EXPLAIN_INTERVAL_S = 2.0
+WAITING = "waiting: "
 
 
 class Dispatcher:
     """Owns the slots; runs in one thread (``run``) or step by step in tests (``step``)."""
 
-    def __init__(self, db: Database, pool: WorkerPool, clock: Clock, interval_s: float = 0.05) -> None:
+    # Reliability, set by the entry point from the settings (``FARM_TASK_TIMEOUT_S``, ``FARM_BLOCKLIST_AFTER``);
+    # ``nodes`` follows Ray nodes joining and leaving in cluster mode.
+    task_timeout_s: float = 600.0
+    blocklist_after: int = blocklist.DEFAULT_THRESHOLD
+    nodes: NodeTracker | None = None
+    _explained_at: float = 0.0
+    _blocked_cache: tuple[Session, dict[str, set[str]]] | None = None
+
+    def __init__(
+        self,
+        db: Database,
+        pool: WorkerPool,
+        clock: Clock,
+        interval_s: float = 0.05,
+        fair_share: FairShare | None = None,
+    ) -> None:
         self.db = db
         self.pool = pool
         self.clock = clock
         self.interval_s = interval_s
+        self.fair_share = fair_share or FairShare()
         self.wake = threading.Event()
         self.on_change: Callable[[], None] | None = None
+        self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.preview.PreviewMaker
+        self.periodic: list[Callable[[], None]] = []  # cheap calls each loop turn (storage sampler)
 
     # ---- start-up ---------------------------------------------------------------------------------------
     def recover(self) -> int:
-        """After a restart no chunk is in flight: put those the database thinks are back in the queue."""
+        """After a restart no chunk is in flight (the old workers died with the old scheduler): requeue those the
+        database thinks are running. Their attempts are marked lost, which counts against neither the chunk
+        nor the node; frames already stored stay, and a re-render overwrites them under the same key."""
         now = self.clock.now()
         count = 0
         with self.db.session() as s:
+            touched: set[str] = set()
             for task in s.scalars(select(Task).where(Task.status.in_([t.value for t in TASK_IN_FLIGHT]))):
                 for attempt in s.scalars(
                     select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.ended_at.is_(None))
                 ):
                     attempt.status, attempt.ended_at = "lost", now
                     attempt.reason = "the scheduler restarted while this attempt ran"
-                set_task_status(task, TaskStatus.QUEUED, now, "requeued after scheduler restart")
+                job = s.get(Job, task.job_id)
+                if job is not None and JobStatus(job.status) in JOB_TERMINAL:
+                    set_task_status(task, TaskStatus.CANCELED, now, f"job {job.status}")
+                else:
+                    set_task_status(task, TaskStatus.QUEUED, now, "requeued after scheduler restart")
+                touched.add(task.job_id)
                 count += 1
-            for job in s.scalars(select(Job).where(Job.status.in_(["cancel-requested", "pause-requested"]))):
+            waiting = (JobStatus.CANCEL_REQUESTED.value, JobStatus.PAUSE_REQUESTED.value)
+            for job in s.scalars(select(Job).where((Job.status.in_(waiting)) | (Job.id.in_(touched)))):
                 settle_job(s, job, now)
         if count:
             log.info("recovered %d in-flight chunk(s) after restart", count)
@@ -63,7 +101,11 @@ class Dispatcher:
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set."""
+        beats = Heartbeat(self.db, self.pool, self.clock)  # worker and node states for /metrics of every replica
         while not stop.is_set():
+            beats.tick()
+            for hook in self.periodic:
+                hook()
             try:
                 active = self.step()
             except Exception:
@@ -79,9 +121,12 @@ class Dispatcher:
 
     def step(self) -> bool:
         """One pass: results, progress, requests, dispatch. True when something happened."""
-        happened = self._collect()
+        happened = self._sync_nodes()
+        happened |= self._collect()
+        happened |= self._check_leases()
         happened |= self._carry_out_requests()
         happened |= self._dispatch()
+        self._explain_waiting()
         self._send_polls()
         if happened and self.on_change is not None:
             self.on_change()
@@ -112,15 +157,21 @@ class Dispatcher:
                 try:
                     self._apply_poll(slot, ray.get(ref))
                     happened = True
-                except (RayActorError, RayTaskError):
+                except RayError:
                     pass  # the render ref reports the loss
             if slot.render_ref is not None and slot.render_ref in ready_set:
                 ref = slot.render_ref
                 try:
                     facts = ray.get(ref)
-                except (RayActorError, RayTaskError) as exc:
-                    self._worker_lost(slot, exc)
+                except RayError as exc:
+                    why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                    self._worker_lost(slot, why, died=isinstance(exc, ActorDiedError))
                 else:
+                    if slot.kill_reason and facts.get("outcome") != "completed":
+                        # Stopped by the scheduler because its lease expired: a failure of the attempt.
+                        facts.update(outcome="failed", reason=slot.kill_reason, exit_code=None)
+                    elif facts.get("outcome") == "canceled" and not facts.get("reason"):
+                        facts["reason"] = "stopped on request (cancel, pause --now, or the job ended)"
                     self._apply_facts(slot, facts)
                 happened = True
         return happened
@@ -129,6 +180,10 @@ class Dispatcher:
         slot.last_beat = float(report.get("beat", time.time()))
         if slot.task_id is None or report.get("task") not in (None, slot.task_id):
             return
+        if report.get("task") == slot.task_id and "lease_age" in report:
+            # The worker measures the lease's age on its own clock; no wall clocks are compared across nodes.
+            renewed = time.monotonic() - float(report["lease_age"])
+            slot.lease_renewed = max(slot.lease_renewed, renewed)
         now = self.clock.now()
         with self.db.session() as s:
             task = s.get(Task, slot.task_id)
@@ -204,33 +259,118 @@ class Dispatcher:
                         ),
                     )
             self._settle_task(s, job, task, outcome, str(facts.get("reason", "")), now)
+            was_completed = job.status == JobStatus.COMPLETED.value
             settle_job(s, job, now)
+            completed_job = job.id if not was_completed and job.status == JobStatus.COMPLETED.value else None
         slot.release()
+        if completed_job is not None and self.on_job_completed is not None:
+            try:
+                self.on_job_completed(completed_job)  # after the commit, so what it reads is there
+            except Exception:
+                log.exception("job %s: the on-completion hook failed", completed_job)
 
     def _settle_task(
         self, s: Session, job: Job, task: Task, outcome: str, reason: str, now: datetime
     ) -> None:
+        """Decide what an attempt's outcome means for its chunk: done, requeued, retried or failed.
+
+        Only failed attempts count: against the chunk (``max_attempts``) and against the node (the blocklist).
+        A chunk stopped by pause or lost with its worker is requeued as it was.
+        """
         status = TaskStatus(task.status)
         if status not in TASK_IN_FLIGHT:
             return
         job_status = JobStatus(job.status)
         if outcome == "completed":
             set_task_status(task, TaskStatus.COMPLETED, now)
-        elif job_status is JobStatus.CANCEL_REQUESTED:
-            set_task_status(task, TaskStatus.CANCELED, now, "job canceled")
-        elif outcome == "canceled":
+        elif job_status is JobStatus.CANCEL_REQUESTED or job_status in JOB_TERMINAL:
+            set_task_status(task, TaskStatus.CANCELED, now, f"job {job_status.value}")
+        elif outcome in ("canceled", "lost"):
             set_task_status(task, TaskStatus.QUEUED, now, "stopped by the scheduler; requeued")
         else:
+            task.failures += 1
+            attempt = s.scalar(
+                select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == task.attempts)
+            )
+            node = attempt.node if attempt is not None else ""
+            blocklist.record_failure(s, job.id, node, reason, now, self.blocklist_after)
             max_attempts = int(str(job.settings.get("max_attempts", 3)))
-            if task.attempts >= max_attempts:
-                set_task_status(task, TaskStatus.FAILED, now, f"{task.attempts} attempt(s) failed: {reason}")
+            if task.failures >= max_attempts:
+                set_task_status(task, TaskStatus.FAILED, now, f"{task.failures} attempt(s) failed: {reason}")
+                if job.settings.get("on_chunk_failure") == "fail-job":
+                    self._fail_job(s, job, task, reason, now)
             else:
                 set_task_status(task, TaskStatus.SOFT_FAILED, now, reason)
+        if JobStatus(job.status) not in JOB_TERMINAL and self._has_failed_chunks(s, job):
+            # A job with a failed chunk can only end failed: settle it here, where the reason is known.
+            settle_job(s, job, now)
+            if job.status == JobStatus.FAILED.value:
+                job.status_reason = self._failure_summary(s, job)
 
-    def _worker_lost(self, slot: Slot, exc: Exception) -> None:
-        """The actor died (node lost, crash): requeue its chunk at once and replace the actor."""
+    @staticmethod
+    def _has_failed_chunks(s: Session, job: Job) -> bool:
+        return bool(
+            s.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.job_id == job.id, Task.status == TaskStatus.FAILED.value)
+            )
+        )
+
+    @staticmethod
+    def _failure_summary(s: Session, job: Job) -> str:
+        """Why the job failed, in one line: how many chunks, the first one's frames and last reason, blocked nodes."""
+        failed = list(
+            s.scalars(
+                select(Task).where(Task.job_id == job.id, Task.status == TaskStatus.FAILED.value).order_by(Task.index)
+            )
+        )
+        total = s.scalar(select(func.count()).select_from(Task).where(Task.job_id == job.id)) or 0
+        text = f"{len(failed)} of {total} chunk(s) failed"
+        if failed:
+            first = failed[0]
+            last = s.scalar(
+                select(TaskAttempt)
+                .where(TaskAttempt.task_id == first.id, TaskAttempt.status == "failed")
+                .order_by(TaskAttempt.number.desc())
+                .limit(1)
+            )
+            text += f"; chunk {first.index} (frames {format_frames(first.frames)})"
+            if last is not None:
+                text += f" after {first.failures} attempt(s), last on {last.node or '?'}: {last.reason}"
+        blocked = sorted(blocklist.blocked_nodes(s, job.id))
+        if blocked:
+            text += f"; blocklisted: {', '.join(blocked)}"
+        return text[:4000]
+
+    def _fail_job(self, s: Session, job: Job, task: Task, reason: str, now: datetime) -> None:
+        """``on_chunk_failure: fail-job``: the job fails now; its other chunks are canceled (running ones are
+        stopped by ``_carry_out_requests``, and frames they already stored are kept)."""
+        why = f"chunk {task.index} (frames {format_frames(task.frames)}) failed {task.failures} time(s): {reason}"
+        for other in s.scalars(select(Task).where(Task.job_id == job.id, Task.id != task.id)):
+            if TaskStatus(other.status) in (*TASK_RUNNABLE, TaskStatus.PAUSED):
+                set_task_status(other, TaskStatus.CANCELED, now, "job failed")
+        set_job_status(job, JobStatus.FAILED, now, why[:4000])
+
+    def _worker_lost(self, slot: Slot, why: str, died: bool = False) -> None:
+        """The actor died (node lost, crash) or stopped answering: settle its chunk and replace the actor.
+
+        When its node left (or it merely became unreachable) the chunk is requeued at once and the attempt
+        counts against nothing. When the worker process died on a node that is still there, or ignored the
+        kill after its lease expired, the attempt failed: it counts, so a chunk that kills its worker each time
+        is not retried forever.
+        """
         now = self.clock.now()
-        log.warning("worker %s lost while rendering %s: %s", slot.name, slot.task_id, exc)
+        failed = bool(slot.kill_reason)
+        reason = slot.kill_reason
+        if not failed:
+            if self._node_gone(slot):
+                reason = f"worker lost: node {slot.node} left the cluster ({why})"
+            elif died:
+                failed, reason = True, f"the worker process died while rendering this chunk ({why})"
+            else:
+                reason = f"worker lost: {why}"
+        log.warning("worker %s lost while rendering %s: %s", slot.name, slot.task_id, reason)
         with self.db.session() as s:
             task = s.get(Task, slot.task_id) if slot.task_id else None
             if task is not None:
@@ -240,16 +380,12 @@ class Dispatcher:
                     )
                 )
                 if attempt is not None:
-                    attempt.status, attempt.ended_at = "lost", now
-                    attempt.reason = f"worker lost: {type(exc).__name__}"
-                if TaskStatus(task.status) in TASK_IN_FLIGHT:
-                    job = s.get(Job, task.job_id)
-                    if job is not None and job.status == JobStatus.CANCEL_REQUESTED.value:
-                        set_task_status(task, TaskStatus.CANCELED, now, "job canceled")
-                    else:
-                        set_task_status(task, TaskStatus.QUEUED, now, "worker lost; requeued")
-                    if job is not None:
-                        settle_job(s, job, now)
+                    attempt.status, attempt.ended_at = ("failed" if failed else "lost"), now
+                    attempt.reason = reason
+                job = s.get(Job, task.job_id)
+                if job is not None and TaskStatus(task.status) in TASK_IN_FLIGHT:
+                    self._settle_task(s, job, task, "failed" if failed else "lost", reason, now)
+                    settle_job(s, job, now)
         self.pool.replace(slot)
 
     def _send_polls(self) -> None:
@@ -265,25 +401,131 @@ class Dispatcher:
 
     # ---- requests -----------------------------------------------------------------------------------------
     def _carry_out_requests(self) -> bool:
+        """Stop the running chunks of jobs being canceled, paused with ``--now``, or already over (a failed
+        chunk failed the job); settle such jobs that hold no slot any more."""
         busy = {slot.task_id: slot for slot in self.pool.slots if slot.task_id is not None}
+        busy_jobs = {slot.job_id for slot in busy.values()}
+        happened = False
         with self.db.session() as s:
-            jobs = list(s.scalars(select(Job).where(Job.status == JobStatus.CANCEL_REQUESTED.value)))
-            happened = False
-            for job in jobs:
-                for task in s.scalars(select(Task).where(Task.job_id == job.id)):
-                    slot = busy.get(task.id)
-                    if slot is not None and not slot.cancel_sent:
-                        slot.actor.cancel.remote(task.id)
+            stopping = list(
+                s.scalars(
+                    select(Job).where(
+                        (Job.status == JobStatus.CANCEL_REQUESTED.value)
+                        | ((Job.status == JobStatus.PAUSE_REQUESTED.value) & Job.pause_now.is_(True))
+                        | (Job.id.in_(busy_jobs) & Job.status.in_([j.value for j in JOB_TERMINAL]))
+                    )
+                )
+            )
+            for job in stopping:
+                holding = [slot for slot in busy.values() if slot.job_id == job.id]
+                for slot in holding:
+                    if not slot.cancel_sent and slot.task_id is not None:
+                        slot.actor.cancel.remote(slot.task_id)
                         slot.cancel_sent = True
                         happened = True
-                if not any(slot.job_id == job.id for slot in busy.values()):
+                if not holding and JobStatus(job.status) not in JOB_TERMINAL:
                     # No slot holds its chunks any more (e.g. dispatched before a restart): settle now.
                     for task in s.scalars(select(Task).where(Task.job_id == job.id)):
-                        if TaskStatus(task.status) in TASK_IN_FLIGHT:
+                        if TaskStatus(task.status) in TASK_IN_FLIGHT and job.status == JobStatus.CANCEL_REQUESTED:
                             set_task_status(task, TaskStatus.CANCELED, self.clock.now(), "job canceled")
+                    before = job.status
                     settle_job(s, job, self.clock.now())
-                    happened = True
+                    happened |= job.status != before
         return happened
+
+    # ---- leases, nodes, reasons ---------------------------------------------------------------------------
+    def _check_leases(self) -> bool:
+        """Kill attempts whose lease expired (no frame and no progress for ``task_timeout_s``); the attempt then
+        fails and the chunk is retried. A worker that ignores the kill loses its actor."""
+        now = time.monotonic()
+        happened = False
+        for slot in list(self.pool.slots):
+            if slot.task_id is None:
+                continue
+            if slot.lease_for != (slot.task_id, slot.attempt):
+                slot.lease_for, slot.lease_renewed = (slot.task_id, slot.attempt), now  # a new attempt
+                continue
+            if slot.kill_reason:
+                if now - slot.kill_sent_at > KILL_GRACE_S:
+                    self._worker_lost(slot, "did not stop after its lease expired")
+                    happened = True
+                continue
+            if now - slot.lease_renewed > self.task_timeout_s:
+                slot.kill_reason = (
+                    f"lease expired: no frame or progress for {self.task_timeout_s:g}s (FARM_TASK_TIMEOUT_S); "
+                    "the attempt was killed"
+                )
+                slot.kill_sent_at = now
+                log.warning("worker %s: %s (task %s)", slot.name, slot.kill_reason, slot.task_id)
+                slot.actor.cancel.remote(slot.task_id)
+                slot.cancel_sent = True
+                happened = True
+        return happened
+
+    def _node_gone(self, slot: Slot) -> bool:
+        """Whether the slot's node has left, asking Ray now (the tracker's view may be a second old)."""
+        if not slot.node_id or self.nodes is None:
+            return False
+        try:
+            return not any(n.get("NodeID") == slot.node_id and n.get("Alive") for n in self.nodes.list_nodes())
+        except Exception:
+            return not self.nodes.alive(slot.node_id)
+
+    def _sync_nodes(self) -> bool:
+        """Follow nodes joining (new slots) and leaving (their chunks are requeued at once), and slots warming."""
+        happened = False
+        if self.nodes is not None:
+            for slot in self.nodes.sync():
+                if slot.task_id is not None:
+                    self._worker_lost(slot, "its node left the cluster")  # requeues, then removes the slot
+                else:
+                    self.pool.remove(slot)
+                happened = True
+        happened |= self.pool.poll_warm()
+        return happened
+
+    def _explain_waiting(self) -> None:
+        """Give queued jobs that no slot can take a reason that says why (and what to do)."""
+        now = time.monotonic()
+        if now - self._explained_at < EXPLAIN_INTERVAL_S:
+            return
+        self._explained_at = now
+        slots = [slot for slot in self.pool.slots if slot.ready]
+        gpu_slots_exist = any(slot.gpus > 0 for slot in slots)
+        with self.db.session() as s:
+            jobs = s.scalars(
+                select(Job).where(
+                    Job.status.in_([JobStatus.QUEUED.value, JobStatus.ACTIVE.value]),
+                    Job.id.in_(
+                        select(Task.job_id).where(Task.status.in_([t.value for t in TASK_RUNNABLE])).distinct()
+                    ),
+                )
+            )
+            for job in jobs:
+                reason = self._why_waiting(s, job, slots, gpu_slots_exist)
+                if reason and job.status_reason != reason:
+                    job.status_reason = reason
+                    log.info("job %s: %s", job.id, reason)
+                elif not reason and job.status_reason.startswith(WAITING):
+                    job.status_reason = ""
+
+    def _why_waiting(self, s: Session, job: Job, slots: list[Slot], gpu_slots_exist: bool) -> str:
+        if not slots:
+            return WAITING + "no render slot is up (no worker node has joined, or all are starting)"
+        wants_gpu = bool(job.settings.get("gpu", False))
+        fallback = bool(job.settings.get("allow_cpu_fallback")) and not gpu_slots_exist
+        kind = [slot for slot in slots if (slot.gpus > 0 if wants_gpu else slot.gpus == 0) or (wants_gpu and fallback)]
+        if not kind:
+            if wants_gpu:
+                return WAITING + "no GPU slot is up and this job does not allow CPU fallback"
+            return WAITING + "no CPU slot is up"
+        blocked = blocklist.blocked_nodes(s, job.id)
+        if all(slot.node in blocked for slot in kind):
+            return WAITING + (
+                f"every node that could render it is blocklisted ({', '.join(sorted(blocked))}); "
+                f"`farm unblock {job.id}` gives them another chance"
+            )
+        return ""
 
     # ---- dispatch -----------------------------------------------------------------------------------------
     def _dispatch(self) -> bool:
@@ -293,22 +535,17 @@ class Dispatcher:
         now = self.clock.now()
         handed: list[tuple[Slot, dict[str, Any]]] = []
         with self.db.session() as s:
-            rows = s.execute(
-                select(Task, Job)
-                .join(Job, Job.id == Task.job_id)
-                .where(
-                    Task.status.in_([t.value for t in TASK_RUNNABLE]),
-                    Job.status.in_([j.value for j in JOB_DISPATCHABLE]),
-                )
-                .order_by(Job.priority.desc(), Job.created_at, Task.index)
-                .limit(len(idle) * 4 + 16)
-            ).all()
+            # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
+            rows = self.fair_share.round(s, self.pool.slots, idle, now)
             gpu_slots_exist = any(slot.gpus > 0 for slot in self.pool.slots)
             for task, job in rows:
-                slot = self._pick_slot(idle, job, gpu_slots_exist)
+                slot = self._pick_slot(idle, job, gpu_slots_exist, task)
                 if slot is None:
                     continue
+                if not claims.claim(s, job, task):  # PostgreSQL: locked or taken by another process meanwhile
+                    continue
                 idle.remove(slot)
+                rows.taken(job, slot)
                 handed.append((slot, self._assign(s, slot, job, task, now)))
                 if not idle:
                     break
@@ -317,17 +554,46 @@ class Dispatcher:
             slot.poll_sent_at = 0.0
         return bool(handed)
 
-    @staticmethod
-    def _pick_slot(idle: list[Slot], job: Job, gpu_slots_exist: bool) -> Slot | None:
+    def _pick_slot(
+        self, idle: list[Slot], job: Job, gpu_slots_exist: bool, task: Task | None = None
+    ) -> Slot | None:
+        """An idle slot for a chunk of ``job``: GPU jobs on GPU slots (CPU ones only when the job allows it and
+        no GPU slot exists), never on a node blocklisted for the job, and a retried chunk on another node than
+        those it failed on whenever such a node could take it (even if that means waiting for it)."""
         wants_gpu = bool(job.settings.get("gpu", False))
-        for slot in idle:
-            if wants_gpu and slot.gpus > 0:
-                return slot
-            if slot.gpus == 0 and (
-                not wants_gpu or (job.settings.get("allow_cpu_fallback") and not gpu_slots_exist)
-            ):
-                return slot
-        return None
+        fallback = bool(job.settings.get("allow_cpu_fallback")) and not gpu_slots_exist
+        session = object_session(job)
+        blocked = self._blocked_nodes(session, job.id) if session is not None else set()
+
+        def fits(slot: Slot) -> bool:
+            if slot.node in blocked:
+                return False
+            return (slot.gpus > 0 or fallback) if wants_gpu else slot.gpus == 0
+
+        candidates = [slot for slot in idle if fits(slot)]
+        if not candidates or task is None or not task.failures or session is None:
+            return candidates[0] if candidates else None
+        failed_on = set(
+            session.scalars(
+                select(TaskAttempt.node).where(TaskAttempt.task_id == task.id, TaskAttempt.status == "failed")
+            )
+        )
+        elsewhere = [slot for slot in candidates if slot.node not in failed_on]
+        if elsewhere:
+            return elsewhere[0]
+        if any(fits(slot) and slot.node not in failed_on for slot in self.pool.slots if slot.ready):
+            return None  # another node can take it once it is free
+        return candidates[0]
+
+    def _blocked_nodes(self, session: Session, job_id: str) -> set[str]:
+        """The job's blocked nodes, read once per dispatch pass (its session) rather than once per candidate."""
+        cache = self._blocked_cache
+        if cache is None or cache[0] is not session:
+            cache = (session, {})
+            self._blocked_cache = cache
+        if job_id not in cache[1]:
+            cache[1][job_id] = blocklist.blocked_nodes(session, job_id)
+        return cache[1][job_id]
 
     def _assign(self, s: Session, slot: Slot, job: Job, task: Task, now: datetime) -> dict[str, Any]:
         if job.status == JobStatus.QUEUED.value:

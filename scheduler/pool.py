@@ -1,13 +1,21 @@
-"""Render slots: one Ray worker actor each, created with the slot's resources."""
+"""Render slots: one Ray worker actor each, created with the slot's resources.
+
+In the embedded mode the slots live on the local node and are warmed all at once at start. In cluster mode
+``scheduler.nodes`` adds the slots of each Ray node as it joins, pinned to that node; they warm in the background
+and take work once warm. A slot whose node has left is removed rather than replaced.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from workers.actor import RenderWorker, WorkerConfig
 
@@ -24,6 +32,7 @@ class Slot:
     resources: dict[str, float]
     actor: Any
     node: str = ""
+    node_id: str = ""  # the Ray node the actor is pinned to (cluster mode); empty: wherever Ray put it
     task_id: str | None = None
     job_id: str | None = None
     attempt: int = 0
@@ -33,6 +42,12 @@ class Slot:
     last_beat: float = 0.0
     cancel_sent: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    ready: bool = True  # False until the actor answered ``warm`` (slots added while the scheduler runs)
+    warm_ref: Any = None
+    lease_renewed: float = 0.0  # scheduler's monotonic time when the worker last showed progress
+    lease_for: tuple[str, int] | None = None  # the (task, attempt) the lease belongs to
+    kill_reason: str = ""  # set when the scheduler stops the attempt as a failure (lease expired)
+    kill_sent_at: float = 0.0
 
     @property
     def idle(self) -> bool:
@@ -46,48 +61,113 @@ class Slot:
         self.task_id = self.job_id = None
         self.render_ref = self.poll_ref = None
         self.cancel_sent = False
+        self.kill_reason = ""
+        self.kill_sent_at = 0.0
 
 
 class WorkerPool:
-    """Creates and replaces worker actors."""
+    """Creates, replaces and removes worker actors."""
 
     def __init__(self, make_config: ConfigFactory) -> None:
         self.make_config = make_config
         self.slots: list[Slot] = []
+        # Told by ``scheduler.nodes`` in cluster mode; a slot on a node that is gone is not replaced.
+        self.node_alive: Callable[[str], bool] = lambda _node_id: True
 
-    def _spawn(self, name: str, resources: dict[str, float]) -> Any:
-        remote_cls = ray.remote(RenderWorker)
-        return remote_cls.options(
-            num_cpus=resources.get("cpu", 0.0),
-            num_gpus=resources.get("gpu", 0.0),
-            max_concurrency=4,  # render runs in one thread; poll and cancel must get through meanwhile
-            max_restarts=0,
-        ).remote(self.make_config(name, resources))
+    def _spawn(self, name: str, resources: dict[str, float], node: str = "", node_id: str = "") -> Any:
+        config = self.make_config(name, resources)
+        if node:
+            config = dataclasses.replace(config, node=node)
+        options: dict[str, Any] = {
+            "num_cpus": resources.get("cpu", 0.0),
+            "num_gpus": resources.get("gpu", 0.0),
+            "max_concurrency": 4,  # render runs in one thread; poll and cancel must get through meanwhile
+            "max_restarts": 0,
+        }
+        if node_id:
+            # Hard affinity: the slot is this node's; if the node goes, the actor dies with it.
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        return ray.remote(RenderWorker).options(**options).remote(config)
 
-    def add_slot(self, name: str, resources: dict[str, float]) -> Slot:
-        """Create the actor for a new slot."""
-        slot = Slot(name=name, resources=dict(resources), actor=self._spawn(name, resources))
+    def add_slot(self, name: str, resources: dict[str, float], node: str = "", node_id: str = "") -> Slot:
+        """Create the actor for a new slot; one pinned to a node warms in the background (see ``poll_warm``)."""
+        slot = Slot(
+            name=name,
+            resources=dict(resources),
+            actor=self._spawn(name, resources, node, node_id),
+            node=node,
+            node_id=node_id,
+        )
+        if node_id:
+            slot.ready, slot.warm_ref = False, slot.actor.warm.remote()
         self.slots.append(slot)
         return slot
 
-    def replace(self, slot: Slot) -> None:
-        """A dead actor is replaced by a fresh one with the same resources."""
+    def replace(self, slot: Slot) -> bool:
+        """A dead actor is replaced by a fresh one with the same resources; False when the slot's node is
+        gone, in which case the slot is removed."""
+        self._kill(slot)
+        slot.release()
+        slot.info = {}
+        if slot.node_id and not self.node_alive(slot.node_id):
+            self.remove(slot)
+            return False
+        slot.actor = self._spawn(slot.name, slot.resources, slot.node, slot.node_id)
+        if slot.node_id:
+            slot.ready, slot.warm_ref = False, slot.actor.warm.remote()
+        return True
+
+    def remove(self, slot: Slot) -> None:
+        """Drop the slot (its node left); the caller has already settled its chunk."""
+        self._kill(slot)
+        if slot in self.slots:
+            self.slots.remove(slot)
+            log.info("slot %s removed", slot.name)
+
+    @staticmethod
+    def _kill(slot: Slot) -> None:
         try:
             ray.kill(slot.actor)
         except Exception:
             log.debug("actor of %s already gone", slot.name)
-        slot.actor = self._spawn(slot.name, slot.resources)
-        slot.release()
-        slot.info = {}
 
     def warm(self, timeout: float = 120.0) -> None:
         """Start Blender in every slot and learn where each runs."""
         infos = ray.get([slot.actor.warm.remote() for slot in self.slots], timeout=timeout)
         for slot, info in zip(self.slots, infos, strict=True):
-            slot.info, slot.node = info, str(info.get("node", ""))
+            self._learn(slot, info)
+
+    def poll_warm(self) -> bool:
+        """Mark the slots whose actor finished warming as ready; replace those that failed. True if any."""
+        pending = [slot for slot in self.slots if slot.warm_ref is not None]
+        if not pending:
+            return False
+        ready, _ = ray.wait([slot.warm_ref for slot in pending], num_returns=len(pending), timeout=0)
+        done = set(ready)
+        changed = False
+        for slot in pending:
+            if slot.warm_ref not in done:
+                continue
+            ref, slot.warm_ref = slot.warm_ref, None
+            changed = True
+            try:
+                self._learn(slot, ray.get(ref))
+            except Exception as exc:
+                log.warning("slot %s did not start: %s", slot.name, exc)
+                self.replace(slot)
+            else:
+                log.info("slot %s ready on %s", slot.name, slot.node)
+        return changed
+
+    @staticmethod
+    def _learn(slot: Slot, info: dict[str, Any]) -> None:
+        slot.info, slot.ready = info, True
+        slot.node = slot.node or str(info.get("node", ""))
+        slot.lease_renewed = time.monotonic()
 
     def idle(self) -> list[Slot]:
-        return [slot for slot in self.slots if slot.idle]
+        """Slots that are warm and have no chunk."""
+        return [slot for slot in self.slots if slot.idle and slot.ready]
 
     def shutdown(self) -> None:
         """Stop every Blender, then every actor."""
@@ -97,8 +177,5 @@ class WorkerPool:
         except Exception:
             log.debug("closing workers failed", exc_info=True)
         for slot in self.slots:
-            try:
-                ray.kill(slot.actor)
-            except Exception:
-                log.debug("actor of %s already gone", slot.name)
+            self._kill(slot)
         self.slots.clear()

@@ -1,4 +1,4 @@
-"""API contract and bad input, on a real SQLite database and local store (no scheduler needed)."""
+"""API contract and bad input, on a real database (SQLite and PostgreSQL) and local store (no scheduler needed)."""
 
 import hashlib
 
@@ -13,6 +13,8 @@ from storage.local import LocalDirStore
 from web.app import create_app
 from web.deps import AppContext
 
+pytest_plugins = ["tests.db.backends"]  # db_url: every test runs on SQLite and on PostgreSQL
+
 BLEND = b"BLENDER-v500" + b"\x00" * 100
 
 
@@ -21,8 +23,8 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture()
-def api(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path, port=0, max_upload_bytes=10_000)
+def api(tmp_path, db_url):
+    settings = ServerSettings(data_dir=tmp_path, port=0, max_upload_bytes=10_000, database_url=db_url)
     db = Database(settings.db_url)
     db.migrate()
     token = bootstrap(db, SystemClock(), tmp_path)

@@ -6,9 +6,12 @@ from fastapi import FastAPI
 
 from farm import __version__
 from farm.contract import Health
-from web import errors
+from web import errors, metrics, monitor
 from web.deps import AppContext, Ctx
+from web.routes_admin import router as admin_router
 from web.routes_api import router as api_router
+from web.routes_assets import router as assets_router
+from web.routes_control import router as control_router
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -20,6 +23,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    metrics.install(app)  # /metrics and request latency
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
@@ -36,4 +40,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         return Health(status="ready", version=__version__)
 
     app.include_router(api_router)
+    app.include_router(control_router)
+    monitor.install(app)
+    app.include_router(assets_router)
+    app.include_router(admin_router)
     return app

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from farm import blobs, jobs, ledger
+from farm import blobs, jobs, usage_report
 from farm.contract import (
     SHA256,
     BlobOut,
@@ -20,7 +20,6 @@ from farm.contract import (
     LogOut,
     TaskList,
     UsageReport,
-    UsageRow,
 )
 from farm.errors import ValidationFailed
 from farm.states import JobStatus
@@ -33,9 +32,11 @@ MEDIA = {".png": "image/png", ".exr": "image/x-exr", ".jpg": "image/jpeg", ".mp4
 
 @router.post("/blobs/missing", response_model=BlobsMissingResponse)
 def blobs_missing(body: BlobsMissingRequest, who: Caller, ctx: Ctx) -> BlobsMissingResponse:
-    """Which of these hashes the caller's company still has to upload."""
+    """Which of these hashes the caller's company still has to upload (with presigned PUT URLs on S3)."""
     with ctx.db.session() as s:
-        return BlobsMissingResponse(missing=blobs.missing(s, who, body.hashes))
+        missing = blobs.missing(s, who, body.hashes)
+    uploads = blobs.direct_uploads(ctx.store, who, missing, ctx.clock.now()) if body.direct else {}
+    return BlobsMissingResponse(missing=missing, uploads=uploads)
 
 
 @router.put("/blobs/{sha256}", response_model=BlobOut, status_code=201)
@@ -151,23 +152,11 @@ def usage(
     who: Caller,
     ctx: Ctx,
     month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    company: Annotated[str | None, Query(description="one company (platform admins); your own otherwise")] = None,
     per_job: bool = False,
 ) -> UsageReport:
-    """Resource-seconds from the metering ledger; platform admins see every company."""
+    """Resource-seconds, hours and cost from the metering ledger; platform admins see every company."""
     if month is not None and not 2000 <= int(month[:4]) <= 2999:
         raise ValidationFailed(f"month {month!r} is out of range")
-    company = None if who.is_platform_admin else who.company_id
     with ctx.db.session() as s:
-        rows = ledger.totals(s, company, month, per_job)
-        totals = ledger.totals(s, company, month, False)
-
-    def row(t: ledger.UsageTotal) -> UsageRow:
-        return UsageRow(
-            company=t.company,
-            job_id=t.job_id,
-            resource=t.resource,
-            seconds=t.resource_seconds,
-            hours=t.resource_seconds / 3600,
-        )
-
-    return UsageReport(month=month, rows=[row(t) for t in rows], totals=[row(t) for t in totals])
+        return usage_report.build(s, who, month, company, per_job)

@@ -33,6 +33,7 @@ class WorkerConfig:
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0})
     renderer: str = "blender"
     upload_retries: int = 6
+    node: str = ""  # the node's name as the scheduler knows it (cluster mode); the host name otherwise
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class RenderWorker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.node = socket.gethostname()
+        self.node = config.node or socket.gethostname()
         self.store = make_store(config.store)
         self.cache = BlobCache(Path(config.cache_dir), config.cache_bytes)
         self.work = Path(config.work_dir) / config.name
@@ -83,6 +84,9 @@ class RenderWorker:
         self._task: str | None = None
         self._progress = 0.0
         self._stop = threading.Event()
+        # The lease: renewed at each sign of progress (a frame stored, Blender's sample reports). The scheduler
+        # learns its age from ``poll`` and kills an attempt whose lease is older than the task timeout.
+        self._renewed = time.monotonic()
 
     def info(self) -> dict[str, Any]:
         """Who and where this worker is."""
@@ -116,7 +120,13 @@ class RenderWorker:
         """Frames stored since the last poll, the current task and its progress; doubles as a heartbeat."""
         with self._lock:
             events, self._events = self._events, []
-            return {"task": self._task, "events": events, "progress": self._progress, "beat": time.time()}
+            return {
+                "task": self._task,
+                "events": events,
+                "progress": self._progress,
+                "beat": time.time(),
+                "lease_age": time.monotonic() - self._renewed,
+            }
 
     def cancel(self, task_id: str) -> bool:
         """Stop the chunk now: nothing more is stored for it."""
@@ -132,6 +142,7 @@ class RenderWorker:
         a = Assignment(**raw)
         with self._lock:
             self._task, self._progress, self._events = a.task_id, 0.0, []
+            self._renewed = time.monotonic()
             self._stop.clear()
         started_wall, started = time.time(), time.monotonic()
         facts: dict[str, Any] = {
@@ -146,12 +157,15 @@ class RenderWorker:
         try:
             job_dir = self.work / "jobs" / a.job_id
             self.cache.materialize(self.store, a.company_id, a.manifest, job_dir / "input")
+            self._renew()
+            # A GPU job on a CPU slot (allowed fallback) must not grab a GPU the node's GPU slots own.
+            gpu = bool(a.settings.get("gpu")) and self.config.resources.get("gpu", 0.0) > 0
             spec = ChunkSpec(
                 job_id=a.job_id,
                 blend_path=job_dir / "input" / a.blend_file,
                 frames=a.frames,
                 out_dir=job_dir / "output" / a.task_id,
-                settings={**a.settings, "threads": int(self.config.resources.get("cpu", 0))},
+                settings={**a.settings, "threads": int(self.config.resources.get("cpu", 0)), "gpu": gpu},
             )
             result = self.renderer.render(
                 spec, lambda done: self._store_frame(a, done, stored), self._set_progress, self._stop.is_set
@@ -179,9 +193,14 @@ class RenderWorker:
         facts["ended_at"] = started_wall + facts["seconds"]
         return facts
 
+    def _renew(self) -> None:
+        with self._lock:
+            self._renewed = time.monotonic()
+
     def _set_progress(self, fraction: float) -> None:
         with self._lock:
             self._progress = fraction
+            self._renewed = time.monotonic()
 
     def _store_frame(self, a: Assignment, done: FrameDone, stored: list[dict[str, Any]]) -> None:
         if self._stop.is_set():
@@ -205,3 +224,4 @@ class RenderWorker:
         with self._lock:
             self._events.append(event)
             stored.append(event)
+            self._renewed = time.monotonic()

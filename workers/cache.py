@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,18 @@ def sha256_file(path: Path) -> str:
 def link_or_copy(src: Path, dest: Path) -> None:
     """Hard link (free, shares the cached bytes) or copy across filesystems."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    # Unique per process and thread: two chunks of one job may lay out the same folder at once.
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}-{threading.get_ident()}")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        # rename(2) does nothing when both names are links to one file (another thread linked it first).
+        tmp.unlink(missing_ok=True)
 
 
 class BlobCache:
@@ -61,12 +67,18 @@ class BlobCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def ensure(self, store: ObjectStore, company: str, sha256: str) -> Path:
-        """The cached file for a blob, fetched (and verified) on a miss."""
+    def ensure(self, store: ObjectStore, company: str, sha256: str, evict: bool = True) -> Path:
+        """The cached file for a blob, fetched (and verified) on a miss.
+
+        Blobs are namespaced per company in the store, but the cache is keyed by content alone: equal bytes
+        are equal inputs, and only a worker running that company's job ever asks for them.
+        """
         target = self.path(sha256)
-        if target.exists():
+        try:
             os.utime(target)  # LRU: touched on use
             return target
+        except FileNotFoundError:
+            pass
         with self._lock(sha256[:2]):
             if target.exists():
                 return target
@@ -83,7 +95,8 @@ class BlobCache:
                 tmp.unlink(missing_ok=True)
                 raise StorageError(f"blob {sha256} arrived with hash {actual}: refusing a corrupted input")
             os.replace(tmp, target)
-        self.evict()
+        if evict:
+            self.evict()
         return target
 
     def materialize(
@@ -94,23 +107,38 @@ class BlobCache:
         for rel, entry in manifest.items():
             sha = str(entry["sha256"])
             dest = job_dir / rel
-            src = self.ensure(store, company, sha)
+            # Each blob is linked as soon as it is cached, and eviction waits for the end: a blob of this
+            # job can never be evicted before the job folder holds its own link to it.
+            src = self.ensure(store, company, sha, evict=False)
             with contextlib.suppress(FileNotFoundError):
                 if dest.stat().st_ino == src.stat().st_ino or sha256_file(dest) == sha:
                     continue
             link_or_copy(src, dest)
+        self.evict()
         return job_dir
 
     def evict(self) -> None:
-        """Delete least recently used blobs until the cache is under its limit."""
-        files = [p for p in self.root.glob("??/*") if p.is_file() and not p.name.startswith(".")]
-        total = sum(p.stat().st_size for p in files)
-        if total <= self.max_bytes:
-            return
-        for path in sorted(files, key=lambda p: p.stat().st_mtime):
+        """Delete least recently used blobs until the cache is under its limit.
+
+        A job folder keeps its own hard link, so evicting a blob that a running chunk uses is harmless.
+        """
+        entries: list[tuple[float, int, Path]] = []
+        for path in self.root.glob("??/*"):
+            if path.name.startswith("."):
+                continue  # a download in progress
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # evicted by another worker meanwhile
+            entries.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _mtime, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
-            size = path.stat().st_size
             path.unlink(missing_ok=True)
             total -= size
             log.info("cache: evicted %s (%d bytes)", path.name, size)
+
+    def size(self) -> int:
+        """Bytes held by the cache now."""
+        return sum(p.stat().st_size for p in self.root.glob("??/*") if not p.name.startswith("."))

@@ -78,6 +78,7 @@ class BlenderRenderer:
 
     def __init__(self, work_dir: Path, env: dict[str, str] | None = None, python: str | None = None) -> None:
         self.proc = BlenderProcess(Path(work_dir) / "blender.log", python=python, env=env)
+        self._fraction = 0.0
 
     def warm(self) -> None:
         if not self.proc.alive:
@@ -95,6 +96,7 @@ class BlenderRenderer:
     ) -> ChunkResult:
         log_offset = self.proc.log_size()
         result = ChunkResult(outcome="completed")
+        self._fraction = 0.0
         started = time.monotonic()
         try:
             self._render(spec, on_frame, on_progress, stopped, result)
@@ -159,9 +161,10 @@ class BlenderRenderer:
             if ev is None:
                 continue
             if ev.kind == EV_STATS and on_progress is not None:
+                # Every stats report is a sign of life (it renews the worker's lease), even before samples start.
                 fraction = parse_stats(str(ev.data.get("text", ""))).fraction
-                if fraction is not None:
-                    on_progress(fraction)
+                self._fraction = fraction if fraction is not None else self._fraction
+                on_progress(self._fraction)
             if ev.kind in kinds:
                 return ev
 
@@ -226,9 +229,13 @@ class SleepRenderer:
 
 
 def make_renderer(name: str, work_dir: Path, env: dict[str, str] | None = None) -> Renderer:
-    """``blender`` (default) or ``sleep:<seconds per frame>``."""
+    """``blender`` (default), ``sleep:<seconds per frame>``, or a fault script (``workers.faults``)."""
     if name == "blender":
         return BlenderRenderer(work_dir, env=env)
+    from workers import faults  # imports this module
+
+    if faults.is_script(name):
+        return faults.FaultyRenderer(faults.FaultScript.parse(name))
     if name.startswith("sleep:"):
         return SleepRenderer(float(name.split(":", 1)[1]))
     raise ValueError(f"unknown renderer {name!r}; use 'blender' or 'sleep:SECONDS'")

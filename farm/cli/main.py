@@ -279,32 +279,32 @@ def cancel(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
 @app.command()
 def usage(
     month: Annotated[str | None, typer.Option(help="YYYY-MM (default: all time)")] = None,
+    company: Annotated[str | None, typer.Option(help="one company (platform admins)")] = None,
     per_job: Annotated[bool, typer.Option("--per-job", help="one row per job")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
 ) -> None:
-    """Resource usage from the metering ledger."""
-    with _client() as client:
+    """Resource usage and cost from the metering ledger, per company, job and resource."""
+    from farm import usage_report
+    from farm.admin_client import AdminClient
+
+    fmt = "json" if as_json else fmt.lower()
+    if fmt not in ("table", "csv", "json"):
+        out.error(f"--format must be table, csv or json, not {fmt!r}")
+        raise typer.Exit(2)
+    with AdminClient() as client:
         try:
-            report = client.usage(month, per_job)
+            # CSV is per job by nature: one line per company, job and resource.
+            report = client.usage_report(month, company, per_job or fmt == "csv")
         except ClientError as exc:
             raise _fail(exc) from exc
-    if as_json:
+    if fmt == "json":
         out.emit_json(report.model_dump(mode="json"))
-        return
-    rows = report.rows if per_job else report.totals
-    out.table(
-        ["company", *(["job"] if per_job else []), "resource", "resource-seconds", "hours"],
-        [
-            [
-                r.company,
-                *([r.job_id or ""] if per_job else []),
-                r.resource,
-                f"{r.seconds:.2f}",
-                f"{r.hours:.4f}",
-            ]
-            for r in rows
-        ],
-    )
+    elif fmt == "csv":
+        out.plain(usage_report.to_csv(report))
+    else:
+        columns, rows = usage_report.table_rows(report, per_job)
+        out.table(columns, rows)
 
 
 @app.command()
@@ -325,6 +325,11 @@ def demo(
     out.table(["", ""], [[k, v] for k, v in summary.items()])
     if summary["status"] != "completed":
         raise typer.Exit(1)
+
+
+__import__("farm.cli.addon", fromlist=["register"]).register(app)  # `farm addon build|install`
+__import__("farm.cli.admin", fromlist=["register"]).register(app)  # `farm admin …`, `farm login`
+__import__("farm.cli.jobctl", fromlist=["register"]).register(app)  # pause/resume/retry/unblock, scheduler, api
 
 
 def main() -> None:

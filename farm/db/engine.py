@@ -1,7 +1,13 @@
-"""Engine and sessions; the schema is applied by Alembic migrations at start."""
+"""Engine and sessions; the schema is applied by Alembic migrations at start.
+
+Two backends: SQLite (embedded mode, one file in the data dir) and PostgreSQL (cluster mode,
+``FARM_DATABASE_URL=postgresql+psycopg://user:password@host:5432/farm``), where several API replicas and one
+scheduler share the database. Migrations take a lock first, so replicas starting together apply them once.
+"""
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,14 +15,30 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Key of the PostgreSQL advisory lock held while migrating (any constant both sides agree on).
+MIGRATION_LOCK_KEY = 0x6661726D  # "farm"
+
+
+def normalise_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg 3, the PostgreSQL driver the farm installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_postgresql(engine: Engine | Connection) -> bool:
+    """True on PostgreSQL (row locks such as ``FOR UPDATE SKIP LOCKED`` are worth taking there)."""
+    return engine.dialect.name == "postgresql"
 
 
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout and foreign keys so API and scheduler can share it."""
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -44,20 +66,44 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Several processes on one SQLite file (e.g. ``uvicorn --workers N``) migrate one after the other."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+    """Bring the schema to the newest migration (idempotent, and safe when replicas start together)."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    if is_postgresql(engine):
+        with engine.begin() as conn:
+            # PostgreSQL has transactional DDL: the lock is held until the whole upgrade commits, and a replica
+            # that waited for it then finds the schema current and does nothing.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+        return
+    with _sqlite_migration_lock(engine), engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")  # independent branches from 0001 may coexist until merged
+        command.upgrade(cfg, "heads")
 
 
 class Database:
     """Engine plus a session factory; ``with db.session() as s:`` commits on success, rolls back on error."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = make_engine(url)
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:

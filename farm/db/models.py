@@ -6,6 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -27,6 +29,25 @@ class Company(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Tenancy (migration 0002_tenancy): fair-share weights, slot guarantees and caps, monthly budgets, prices.
+    gpu_share: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
+    cpu_share: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
+    min_slots: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_slots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpu_hours_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cpu_hours_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rates: Mapped[dict[str, float]] = mapped_column(JSON, default=dict, server_default="{}")
+
+
+class User(Base):
+    """A person of a company; tokens may name one so usage and audit can say who."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("company_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ApiToken(Base):
@@ -39,13 +60,14 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
 class Blob(Base):
     __tablename__ = "blobs"
     company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)  # 64-bit on PostgreSQL too: uploads may exceed 2 GiB
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -66,6 +88,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Reliability (migration 0003_reliability): a pause that also stops the chunks running now.
+    pause_now: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Task(Base):
@@ -81,6 +105,8 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Failed attempts since the chunk was last (re)queued by hand; compared with the job's max_attempts.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TaskAttempt(Base):
@@ -108,7 +134,7 @@ class Frame(Base):
     task_id: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(String(200))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(64), default="CPU")
     render_seconds: Mapped[float] = mapped_column(Float, default=0.0)
@@ -131,3 +157,37 @@ class UsageEntry(Base):
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     seconds: Mapped[float] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(32))
+
+
+class WorkerBeat(Base):
+    """The scheduler's last word on each render slot (``scheduler.heartbeat``), so every API replica can export
+    worker and slot metrics; a row older than the heartbeat lease means the scheduler stopped reporting."""
+
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    node: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NodeBeat(Base):
+    """Ray nodes as the scheduler last saw them: alive, or lost (died unexpectedly a short while ago)."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    alive: Mapped[bool] = mapped_column(Boolean)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BlocklistEntry(Base):
+    """Failed attempts of one job on one node; ``blocked_at`` set means the node gets no more of its chunks."""
+
+    __tablename__ = "blocklist"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,83 @@
+"""The Render Farm panel in Output Properties."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators
+
+
+class RENDER_FARM_PT_submit(bpy.types.Panel):
+    """Job settings, the Submit button and the last submission's result."""
+
+    bl_label = "Render Farm"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.render_farm
+        status = context.window_manager.render_farm_status
+
+        col = layout.column()
+        col.prop(settings, "job_name", placeholder=bpy.path.display_name_from_filepath(bpy.data.filepath))
+        col.prop(settings, "use_scene_range")
+        sub = col.column(align=True)
+        sub.active = not settings.use_scene_range
+        sub.prop(settings, "frame_start")
+        sub.prop(settings, "frame_end")
+        sub.prop(settings, "frame_step")
+        col.prop(settings, "chunk_size")
+        col.prop(settings, "priority", slider=True)
+        col.prop(settings, "device", expand=True)
+        col.prop(settings, "output_format")
+        col.prop(settings, "save_before_submit")
+        col.prop(settings, "allow_missing")
+
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator(operators.RENDER_FARM_OT_submit.bl_idname, text="Submit to Farm", icon="EXPORT")
+
+        submission = operators._active
+        if submission is not None:
+            layout.progress(factor=submission.fraction, type="BAR", text=status.message, translate=False)
+        elif status.state == "DONE":
+            box = layout.box()
+            box.label(text=status.message, icon="CHECKMARK", translate=False)
+            op = box.operator(operators.RENDER_FARM_OT_open_monitor.bl_idname, text="Open in Monitor", icon="URL")
+            op.url = status.monitor_url
+        elif status.state == "FAILED":
+            box = layout.box()
+            for i, line in enumerate(_wrap(status.message, 60)):
+                box.label(text=line, icon="ERROR" if i == 0 else "BLANK1", translate=False)
+            if status.missing:
+                box.label(text="Missing files:", icon="FILE_IMAGE")
+                for path in status.missing.splitlines():
+                    box.label(text=path, icon="BLANK1", translate=False)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Split a message into lines for labels (Blender labels do not wrap)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    return [*lines, current] if current else lines
+
+
+def register() -> None:
+    """Register the panel."""
+    bpy.utils.register_class(RENDER_FARM_PT_submit)
+
+
+def unregister() -> None:
+    """Unregister the panel."""
+    bpy.utils.unregister_class(RENDER_FARM_PT_submit)

@@ -1,0 +1,41 @@
+"""``farm admin gc``: delete input blobs that no job within the retention references (dry run by default)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from farm.cli import output as out
+from farm.client import ClientError, FarmClient
+
+
+def register(admin_app: typer.Typer) -> None:
+    """Add ``gc`` to the ``farm admin`` group."""
+
+    @admin_app.command("gc")
+    def gc(
+        apply: Annotated[bool, typer.Option("--apply", help="delete (default: only print what would go)")] = False,
+        retention_days: Annotated[
+            float, typer.Option("--retention-days", min=0.001, help="keep blobs of jobs newer than this")
+        ] = 30.0,
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    ) -> None:
+        """Delete blobs that no job within the retention references (platform admins)."""
+        with FarmClient() as client:
+            try:
+                report = client.gc(apply=apply, retention_days=retention_days)
+            except ClientError as exc:
+                out.error(exc.detail)
+                raise typer.Exit(2 if exc.status == 0 else 1) from exc
+        if as_json:
+            out.emit_json(report.model_dump(mode="json"))
+            return
+        verb = "deleted" if report.applied else "would delete"
+        for name in report.blobs:
+            out.line(f"{verb} blob {name}")
+        out.line(
+            f"{verb} {len(report.blobs)} blob(s), {report.blob_bytes} bytes, and {report.stale_uploads} "
+            f"uncommitted upload(s) (retention {report.retention_days:g} days)"
+            + ("" if report.applied else "; run again with --apply to delete them")
+        )

@@ -1,0 +1,137 @@
+"""The preview movie: after a job's last frame, an H.264 MP4 of its frames stored with its outputs.
+
+The scheduler never waits for it: when the dispatcher sees a job complete it calls ``PreviewMaker`` (a quick
+database read), which hands the work to a Ray task that asks for no CPU, so it runs even while render slots
+hold every core, and lands on any node with the store. The task fetches the frames, runs ``ffmpeg`` (Debian
+package ``ffmpeg``) and stores ``outputs/<company>/<job>/preview.mp4``. Without ffmpeg, or when the job was
+submitted with ``preview: false``, nothing happens. A failed preview is logged, never fatal: the frames are
+what the customer pays for.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from farm.db.engine import Database
+from farm.db.models import Frame, Job
+from storage.base import ObjectStore, output_key
+from storage.factory import StoreConfig, make_store
+
+log = logging.getLogger(__name__)
+
+PREVIEW_NAME = "preview.mp4"
+FPS = 24
+MAX_WIDTH = 1280
+FFMPEG_TIMEOUT_S = 600.0
+
+
+def ffmpeg_command(pattern: Path, out: Path, fps: int, exr: bool) -> list[str]:
+    """The ffmpeg arguments (a list, never a shell string) that turn a numbered frame sequence into an MP4."""
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-framerate", str(fps)]
+    if exr:
+        command += ["-apply_trc", "iec61966_2_1"]  # EXR holds linear light; show it as sRGB
+    return [
+        *command,
+        "-i",
+        str(pattern),
+        # H.264 in yuv420p wants even sides; wider frames are scaled down so previews stay small.
+        "-vf",
+        f"scale=w='min({MAX_WIDTH},trunc(iw/2)*2)':h=-2,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-movflags",
+        "+faststart",
+        str(out),
+    ]
+
+
+def render_preview(
+    store: ObjectStore, company_id: str, job_id: str, frame_keys: list[str], fps: int = FPS
+) -> str | None:
+    """Build and store the preview of these frames (in order); returns its key, or None without ffmpeg.
+
+    Raises ``StorageError`` when frames cannot be fetched or the preview cannot be stored, and
+    ``RuntimeError`` when ffmpeg fails.
+    """
+    if shutil.which("ffmpeg") is None:
+        log.info("job %s: no ffmpeg on this node, no preview", job_id)
+        return None
+    if not frame_keys:
+        return None
+    ext = Path(frame_keys[0]).suffix.lower() or ".png"
+    with tempfile.TemporaryDirectory(prefix=f"preview-{job_id}-") as tmp_name:
+        tmp = Path(tmp_name)
+        # Renumbered 1..N: ffmpeg's image2 demuxer reads a gap-free sequence, and a job may render 1-250x5.
+        for i, key in enumerate(frame_keys, start=1):
+            store.get_file(key, tmp / f"{i:06d}{ext}")
+        out = tmp / PREVIEW_NAME
+        command = ffmpeg_command(tmp / f"%06d{ext}", out, fps, exr=ext == ".exr")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+        if result.returncode != 0 or not out.exists():
+            raise RuntimeError(f"ffmpeg failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+        key = output_key(company_id, job_id, PREVIEW_NAME)
+        store.put_file(key, out)
+    log.info("job %s: preview of %d frame(s) stored as %s", job_id, len(frame_keys), key)
+    return key
+
+
+def _preview_task(config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int) -> str | None:
+    """Body of the Ray task: its own store, since stores do not travel between processes."""
+    logging.basicConfig(level=logging.INFO)
+    try:
+        return render_preview(make_store(config), company_id, job_id, frame_keys, fps)
+    except Exception:
+        log.exception("job %s: the preview failed", job_id)
+        raise
+
+
+class PreviewMaker:
+    """Called by the dispatcher with the id of a job that just completed; returns at once."""
+
+    def __init__(self, db: Database, store: StoreConfig, fps: int = FPS) -> None:
+        self.db = db
+        self.store = store
+        self.fps = fps
+        self.pending: list[Any] = []  # ObjectRefs, kept to log failures and for tests to wait on
+        self._remote: Any = None
+
+    def __call__(self, job_id: str) -> None:
+        """Start the preview of ``job_id`` in a Ray task unless the job asked for none."""
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or not bool(job.settings.get("preview", True)):
+                return
+            company_id = job.company_id
+            keys = list(s.scalars(select(Frame.key).where(Frame.job_id == job_id).order_by(Frame.frame)))
+        if not keys:
+            return
+        import ray
+
+        if self._remote is None:
+            # No CPU asked: render slots hold every core, and ffmpeg on a few frames is brief.
+            self._remote = ray.remote(num_cpus=0, max_retries=1)(_preview_task)
+        self._reap()
+        self.pending.append(self._remote.remote(self.store, company_id, job_id, keys, self.fps))
+
+    def _reap(self) -> None:
+        import ray
+
+        if not self.pending:
+            return
+        done, self.pending = ray.wait(self.pending, num_returns=len(self.pending), timeout=0)
+        for ref in done:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                log.warning("a preview failed: %s", exc)

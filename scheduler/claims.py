@@ -1,0 +1,41 @@
+"""Claiming a chunk before it is handed to a slot, safely when several processes share a PostgreSQL database.
+
+The dispatcher reads its candidates without locks (the fair-share policy reads a lot). Before it hands one out it
+claims it: lock the job row, then the task row, both with ``FOR UPDATE SKIP LOCKED``, re-reading them. The job
+lock orders the claim against an API replica's cancel (which locks the job too): the cancel runs before or after,
+never in between. A row someone else holds is skipped rather than waited for, so the scheduler never blocks on an
+API request and two claimers can never deadlock; a skipped chunk is simply offered again on the next pass. A task
+already dispatched, or a job canceled meanwhile, fails the re-check and is skipped too.
+
+SQLite needs none of this: it has one writer at a time, and the embedded farm has one scheduler thread.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from farm.db.engine import is_postgresql
+from farm.db.models import Job, Task
+from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE
+
+
+def claim(session: Session, job: Job, task: Task) -> bool:
+    """True when ``task`` of ``job`` may be dispatched now; both objects are refreshed from the locked rows."""
+    if not is_postgresql(session.get_bind()):
+        return True
+    locked_job = session.scalar(
+        select(Job)
+        .where(Job.id == job.id, Job.status.in_([s.value for s in JOB_DISPATCHABLE]))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    if locked_job is None:
+        return False
+    locked_task = session.scalar(
+        select(Task)
+        .where(Task.id == task.id, Task.status.in_([s.value for s in TASK_RUNNABLE]))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return locked_task is not None

@@ -1,0 +1,156 @@
+"""Claims on PostgreSQL: two schedulers racing over the same queue never hand out one chunk twice, and a job an
+API replica holds (e.g. while canceling it) is skipped, never waited for."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from farm.clock import SystemClock
+from farm.db.engine import Database
+from farm.db.models import Company, Job, Task, TaskAttempt
+from scheduler import claims
+from scheduler.dispatcher import Dispatcher
+from scheduler.pool import Slot, WorkerPool
+
+pytest_plugins = ["tests.db.backends"]  # db_url (SQLite and PostgreSQL), postgres
+
+
+class FakeActor:
+    """The Ray actor seam: records what it was asked to render and returns a stand-in object ref."""
+
+    def __init__(self) -> None:
+        self.render = self
+        self.poll = self
+        self.cancel = self
+
+    def remote(self, *args: object) -> object:
+        return object()
+
+
+def fake_pool(name: str, slots: int) -> WorkerPool:
+    pool = WorkerPool(lambda n, r: None)  # type: ignore[arg-type,return-value]
+    for i in range(slots):
+        pool.slots.append(Slot(name=f"{name}/slot-{i}", resources={"cpu": 1.0}, actor=FakeActor(), node=name))
+    return pool
+
+
+def seed(db: Database, jobs: int, tasks_per_job: int) -> list[str]:
+    now = datetime.now(UTC)
+    ids = []
+    with db.session() as s:
+        s.add(Company(id="c-acme", name="acme", created_at=now))
+        s.flush()
+        for j in range(jobs):
+            job_id = f"job-{j}"
+            s.add(
+                Job(
+                    id=job_id,
+                    company_id="c-acme",
+                    name=f"shot {j}",
+                    status="queued",
+                    status_reason="",
+                    priority=50,
+                    frames=f"1-{tasks_per_job}",
+                    chunk_size=1,
+                    blend_file="scene.blend",
+                    manifest={},
+                    settings={},
+                    frames_total=tasks_per_job,
+                    created_at=now,
+                )
+            )
+            s.flush()
+            for i in range(tasks_per_job):
+                task_id = f"task-{j}-{i}"
+                s.add(
+                    Task(
+                        id=task_id, job_id=job_id, index=i, frames=[i + 1], status="queued", attempts=0, updated_at=now
+                    )
+                )
+                ids.append(task_id)
+    return ids
+
+
+@pytest.fixture()
+def pg_db(postgres):
+    db = Database(postgres.create_database("claims"))
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+def test_two_concurrent_claimers_never_hand_out_the_same_task(pg_db):
+    task_ids = seed(pg_db, jobs=4, tasks_per_job=12)
+    handed: Counter[str] = Counter()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+
+    def scheduler(name: str) -> None:
+        # Each "scheduler" has its own pool and database connection pool, as two processes would.
+        db = Database(pg_db.url)
+        dispatcher = Dispatcher(db, fake_pool(name, 3), SystemClock())
+        try:
+            barrier.wait()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                dispatcher._dispatch()
+                busy = [slot for slot in dispatcher.pool.slots if slot.task_id is not None]
+                with lock:
+                    handed.update(slot.task_id for slot in busy)
+                for slot in busy:
+                    slot.release()  # the chunk stays dispatched in the database; the slot takes another
+                with db.session() as s:
+                    if not s.scalar(select(func.count()).select_from(Task).where(Task.status == "queued")):
+                        return
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=scheduler, args=(f"sched-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert errors == []
+    assert set(handed) == set(task_ids)
+    assert [t for t, n in handed.items() if n > 1] == []
+    with pg_db.session() as s:
+        assert {t.attempts for t in s.scalars(select(Task))} == {1}
+        assert s.scalar(select(func.count()).select_from(TaskAttempt)) == len(task_ids)
+
+
+def test_a_held_row_is_skipped_not_waited_for(pg_db):
+    seed(pg_db, jobs=1, tasks_per_job=2)
+    with pg_db.session() as first:
+        job = first.get(Job, "job-0")
+        task = first.get(Task, "task-0-0")
+        assert claims.claim(first, job, task)  # holds job-0 and task-0-0 until this block ends
+        task.status = "dispatched"
+        with pg_db.session() as second:
+            started = time.monotonic()
+            other_job, other_task = second.get(Job, "job-0"), second.get(Task, "task-0-1")
+            assert not claims.claim(second, other_job, other_task)  # job-0 is held: skip, do not block
+            assert time.monotonic() - started < 2.0
+    with pg_db.session() as s:
+        job = s.get(Job, "job-0")
+        assert not claims.claim(s, job, s.get(Task, "task-0-0"))  # already dispatched
+        assert claims.claim(s, job, s.get(Task, "task-0-1"))
+
+
+def test_a_job_the_api_is_canceling_is_not_dispatched_meanwhile(pg_db):
+    seed(pg_db, jobs=1, tasks_per_job=1)
+    with pg_db.session() as api:
+        api.scalar(select(Job).where(Job.id == "job-0").with_for_update())  # what jobs.get_job(lock=True) does
+        api.get(Job, "job-0").status = "cancel-requested"
+        with pg_db.session() as scheduler:
+            assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "task-0-0"))
+    with pg_db.session() as scheduler:  # after the cancel committed: the job is no longer dispatchable
+        assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "task-0-0"))

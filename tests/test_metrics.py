@@ -1,0 +1,440 @@
+"""/metrics: farm state from the database on both backends, request latency by route template, promtool's
+linter, a real Prometheus server scraping the embedded farm, and several uvicorn workers in multiprocess mode."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from farm.clock import SystemClock
+from farm.db.engine import Database
+from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
+from farm.errors import StorageError
+from farm.settings import ServerSettings
+from scheduler import heartbeat
+from scheduler.heartbeat import NodeState, Snapshot, WorkerState
+from storage.local import LocalDirStore
+from web import metrics
+from web.app import create_app
+from web.deps import AppContext
+
+pytest_plugins = ["tests.db.backends"]  # db_url: SQLite and PostgreSQL
+
+PER_PROCESS = ("farm_api_request_seconds", "farm_storage_errors")
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition, keyed by name and labels."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(parsed, name: str, **labels: str) -> float:
+    return parsed[(name, frozenset(labels.items()))]
+
+
+def farm_state(parsed):
+    """The database-derived part of a scrape (what every replica and worker must agree on)."""
+    return {k: v for k, v in parsed.items() if not k[0].startswith(PER_PROCESS)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed(db: Database) -> datetime:
+    """Two companies, jobs in several states, frames, ledger rows, blobs, budgets and a scheduler heartbeat."""
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    with db.session() as s:
+        s.add(Company(id="c-acme", name="acme", created_at=now, gpu_hours_budget=10.0))
+        s.add(Company(id="c-beta", name="beta", created_at=now))
+        s.flush()
+
+        def job(job_id, company, status, waited_s=None, **settings):
+            s.add(
+                Job(
+                    id=job_id,
+                    company_id=company,
+                    name=job_id,
+                    status=status,
+                    status_reason="",
+                    priority=50,
+                    frames="1-4",
+                    chunk_size=2,
+                    blend_file="scene.blend",
+                    manifest={},
+                    settings=settings,
+                    frames_total=4,
+                    created_at=now - hour,
+                    started_at=now - hour + timedelta(seconds=waited_s) if waited_s is not None else None,
+                )
+            )
+            s.flush()
+
+        job("j-active", "c-acme", "active", waited_s=12)
+        job("j-gpu", "c-acme", "queued", gpu=True)
+        job("j-done", "c-beta", "completed", waited_s=4000)
+        tasks = [
+            ("j-active", "completed"),
+            ("j-active", "queued"),
+            ("j-gpu", "queued"),
+            ("j-gpu", "soft-failed"),
+            ("j-done", "completed"),
+            ("j-done", "completed"),
+        ]
+        for i, (job_id, status) in enumerate(tasks):
+            s.add(Task(id=f"t-{i}", job_id=job_id, index=i, frames=[i], status=status, attempts=1, updated_at=now))
+        for frame, (job_id, seconds, device) in enumerate(
+            [("j-active", 0.3, "CPU"), ("j-active", 2.0, "CPU"), ("j-done", 40.0, "OPTIX")], start=1
+        ):
+            s.add(
+                Frame(
+                    job_id=job_id,
+                    frame=frame,
+                    task_id="t-0",
+                    key=f"k{frame}",
+                    name=f"f{frame}.png",
+                    size=1000,
+                    sha256="0" * 64,
+                    device=device,
+                    render_seconds=seconds,
+                    created_at=now - timedelta(minutes=5),
+                )
+            )
+        s.add(Blob(company_id="c-acme", sha256="a" * 64, size=3 * 1024**3, created_at=now))
+        for company, resource, count, seconds in [("c-acme", "gpu", 1.0, 5400.0), ("c-acme", "cpu", 4.0, 100.0)]:
+            s.add(
+                UsageEntry(
+                    company_id=company,
+                    job_id="j-active",
+                    task_id="t-0",
+                    attempt=1,
+                    node="n1",
+                    resource=resource,
+                    count=count,
+                    started_at=now - timedelta(seconds=seconds),
+                    ended_at=now,
+                    seconds=seconds,
+                    outcome="completed",
+                )
+            )
+    heartbeat.write(
+        db,
+        Snapshot(
+            workers=(
+                WorkerState("n1/slot-0", "n1", "busy", "t-1"),
+                WorkerState("n1/slot-1", "n1", "idle"),
+                WorkerState("n2/slot-0", "n2", "lost"),
+            ),
+            nodes=(NodeState("id-1", "n1", True), NodeState("id-2", "n2", False)),
+        ),
+        now,
+    )
+    return now
+
+
+def check_seeded(parsed, now: datetime) -> None:
+    assert value(parsed, "farm_metrics_database_up") == 1
+    assert value(parsed, "farm_jobs", company="acme", state="active") == 1
+    assert value(parsed, "farm_jobs", company="acme", state="queued") == 1
+    assert value(parsed, "farm_jobs", company="beta", state="completed") == 1
+    assert value(parsed, "farm_jobs", company="beta", state="failed") == 0
+    assert value(parsed, "farm_tasks", state="completed") == 3
+    assert value(parsed, "farm_tasks", state="queued") == 2
+    assert value(parsed, "farm_tasks", state="running") == 0
+    assert value(parsed, "farm_queue_depth", company="acme", resource="cpu") == 1
+    assert value(parsed, "farm_queue_depth", company="acme", resource="gpu") == 2  # queued + soft-failed
+    assert value(parsed, "farm_queue_depth", company="beta", resource="cpu") == 0
+    assert value(parsed, "farm_frames_rendered_total", company="acme") == 2
+    assert value(parsed, "farm_frames_rendered_total", company="beta") == 1
+    assert value(parsed, "farm_frame_render_seconds_count", company="acme", device="cpu") == 2
+    assert value(parsed, "farm_frame_render_seconds_bucket", company="acme", device="cpu", le="0.5") == 1
+    assert value(parsed, "farm_frame_render_seconds_bucket", company="acme", device="cpu", le="2.5") == 2
+    assert value(parsed, "farm_frame_render_seconds_sum", company="acme", device="cpu") == pytest.approx(2.3)
+    assert value(parsed, "farm_frame_render_seconds_bucket", company="beta", device="optix", le="30.0") == 0
+    assert value(parsed, "farm_resource_seconds_total", company="acme", resource="gpu") == 5400
+    assert value(parsed, "farm_resource_seconds_total", company="acme", resource="cpu") == 400
+    assert value(parsed, "farm_resource_seconds_total", company="beta", resource="gpu") == 0
+    assert value(parsed, "farm_storage_bytes", company="acme") == 3 * 1024**3 + 2000
+    assert value(parsed, "farm_storage_bytes", company="beta") == 1000
+    progress = value(parsed, "farm_job_last_progress_timestamp_seconds", company="acme", job="j-active")
+    assert progress == pytest.approx((now - timedelta(minutes=5)).timestamp(), abs=1)
+    assert not any(k[0] == "farm_job_last_progress_timestamp_seconds" and ("job", "j-done") in k[1] for k in parsed)
+    assert value(parsed, "farm_queue_wait_seconds_bucket", company="acme", le="15.0") == 1
+    assert value(parsed, "farm_queue_wait_seconds_sum", company="acme") == pytest.approx(12, abs=0.01)
+    assert value(parsed, "farm_queue_wait_seconds_bucket", company="beta", le="3600.0") == 0
+    assert value(parsed, "farm_queue_wait_seconds_bucket", company="beta", le="7200.0") == 1
+    assert value(parsed, "farm_company_budget_used_ratio", company="acme", resource="gpu") == pytest.approx(0.15)
+    assert not any(k[0] == "farm_company_budget_used_ratio" and ("company", "beta") in k[1] for k in parsed)
+    assert value(parsed, "farm_workers", node="n1", state="busy") == 1
+    assert value(parsed, "farm_workers", node="n2", state="lost") == 1
+    assert value(parsed, "farm_slot_utilisation") == 0.5
+    assert value(parsed, "farm_nodes", state="alive") == 1
+    assert value(parsed, "farm_nodes", state="lost") == 1
+
+
+def test_farm_state_comes_from_the_database(db_url):
+    db = Database(db_url)
+    db.migrate()
+    try:
+        now = seed(db)
+        text = metrics.render(metrics.FarmCollector(db, SystemClock())).decode()
+        check_seeded(samples(text), now)
+    finally:
+        db.dispose()
+
+
+def test_a_database_outage_is_visible_not_fatal(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'missing' / 'farm.db'}")  # never migrated: every query fails
+    parsed = samples(metrics.render(metrics.FarmCollector(db, SystemClock())).decode())
+    assert value(parsed, "farm_metrics_database_up") == 0
+    db.dispose()
+
+
+@pytest.fixture()
+def api(tmp_path):
+    settings = ServerSettings(data_dir=tmp_path, port=0)
+    db = Database(settings.db_url)
+    db.migrate()
+    ctx = AppContext(settings=settings, db=db, store=LocalDirStore(tmp_path / "objects"), clock=SystemClock())
+    with TestClient(create_app(ctx)) as http:
+        yield http
+    db.dispose()
+
+
+def test_latency_is_labelled_by_route_template_not_url(api):
+    def count(**labels):
+        return samples(api.get("/metrics").text).get(("farm_api_request_seconds_count", frozenset(labels.items())), 0)
+
+    route = {"route": "/api/v1/jobs/{job_id}", "method": "GET", "status": "401"}
+    before = count(**route)
+    for job_id in ("job-a", "job-b", "job-c"):
+        assert api.get(f"/api/v1/jobs/{job_id}").status_code == 401
+    assert count(**route) == before + 3
+    unmatched = {"route": "<unmatched>", "method": "GET", "status": "404"}
+    before = count(**unmatched)
+    api.get("/no/such/page/12345")
+    assert count(**unmatched) == before + 1
+    text = api.get("/metrics").text
+    assert "job-a" not in text and "12345" not in text
+    api.request("BREW", "/healthz")
+    assert 'method="OTHER"' in api.get("/metrics").text
+
+
+class BrokenStore:
+    """The ObjectStore seam, failing like an unreachable S3 would."""
+
+    def stat(self, key):
+        raise StorageError("S3 unreachable")
+
+    def open(self, key):
+        def chunks():
+            yield b"partial"
+            raise StorageError("connection reset")
+
+        return chunks()
+
+
+def test_storage_errors_are_counted_by_operation():
+    def errors(operation):
+        parsed = samples(metrics.generate_latest(metrics.PROCESS_REGISTRY).decode())
+        return value(parsed, "farm_storage_errors_total", operation=operation)
+
+    store = metrics.CountingStore(BrokenStore())  # type: ignore[arg-type]
+    stat_before, open_before = errors("stat"), errors("open")
+    with pytest.raises(StorageError):
+        store.stat("blobs/x")
+    with pytest.raises(StorageError):
+        list(store.open("outputs/x"))
+    assert errors("stat") == stat_before + 1
+    assert errors("open") == open_before + 1
+
+
+# ---- the embedded farm, promtool, and a real Prometheus ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered(farm, sample_blend):
+    from farm.client import FarmClient
+    from farm.states import JOB_TERMINAL
+
+    with FarmClient(farm.url, farm.admin_token) as client:
+        job = client.submit(sample_blend, "1-2", name="metrics", chunk_size=2).job
+        deadline = time.monotonic() + 180
+        while client.job(job.id).status not in JOB_TERMINAL:
+            assert time.monotonic() < deadline, "the metrics test job did not finish"
+            time.sleep(0.1)
+        return client.job(job.id)
+
+
+@pytest.mark.ray
+@pytest.mark.blender
+def test_embedded_scrape_reports_the_render(farm, rendered):
+    assert rendered.status.value == "completed"
+    parsed = samples(httpx.get(f"{farm.url}/metrics").text)
+    company = rendered.company
+    assert value(parsed, "farm_frames_rendered_total", company=company) >= 2
+    assert value(parsed, "farm_frame_render_seconds_count", company=company, device="cpu") >= 2
+    assert value(parsed, "farm_resource_seconds_total", company=company, resource="cpu") > 0
+    assert value(parsed, "farm_storage_bytes", company=company) > 0
+    assert value(parsed, "farm_jobs", company=company, state="completed") >= 1
+    # Worker states come straight from the in-process pool.
+    assert sum(v for (name, _), v in parsed.items() if name == "farm_workers") == len(farm.pool.slots)
+    assert value(parsed, "farm_nodes", state="alive") == 1
+
+
+@pytest.mark.ray
+@pytest.mark.blender
+def test_promtool_accepts_the_scrape(farm, rendered):
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian package prometheus): run scripts/system-deps.sh as root")
+    text = httpx.get(f"{farm.url}/metrics").text
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.strip() == "", checked.stdout + checked.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.blender
+def test_a_real_prometheus_scrapes_the_farm_and_answers_promql(farm, rendered, tmp_path):
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus is not installed (Debian package prometheus): run scripts/system-deps.sh as root")
+    target = farm.url.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        f"  - job_name: render-farm\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("w")
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1/query"
+    try:
+        deadline = time.monotonic() + 60
+        result: list = []
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
+            try:
+                answer = httpx.get(api, params={"query": f'farm_frames_rendered_total{{company="{rendered.company}"}}'})
+                result = answer.json()["data"]["result"] if answer.status_code == 200 else []
+            except httpx.TransportError:
+                result = []
+            if result:
+                break
+            time.sleep(0.5)
+        assert result, "Prometheus never stored farm_frames_rendered_total from the farm"
+        assert float(result[0]["value"][1]) >= 2
+        assert result[0]["metric"]["job"] == "render-farm"  # the scrape job; the farm's own `job` becomes exported_job
+        up = httpx.get(api, params={"query": 'up{job="render-farm"}'}).json()["data"]["result"]
+        assert float(up[0]["value"][1]) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+# ---- several uvicorn workers -------------------------------------------------------------------------------------
+def test_several_uvicorn_workers_agree_and_sum_their_latency(tmp_path):
+    db_file = tmp_path / "farm.db"
+    db = Database(f"sqlite:///{db_file}")
+    db.migrate()
+    seeded_at = seed(db)
+    db.dispose()
+    multiproc = tmp_path / "prometheus-multiproc"
+    multiproc.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "FARM_DATA_DIR": str(tmp_path),
+        "FARM_DATABASE_URL": f"sqlite:///{db_file}",
+    }
+    log = (tmp_path / "uvicorn.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "web.asgi:create_app_from_env",
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    health_calls = 0
+    lock = threading.Lock()
+
+    def hit() -> None:
+        nonlocal health_calls
+        if httpx.get(f"{base}/healthz").status_code == 200:  # a new connection each: workers share the load
+            with lock:
+                health_calls += 1
+
+    def worker_pids() -> set[str]:
+        return {p.stem.rsplit("_", 1)[-1] for p in multiproc.glob("histogram_*.db")}
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "uvicorn did not start: " + (tmp_path / "uvicorn.log").read_text()
+            try:
+                hit()
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        # Keep calling until both workers have served requests (the kernel picks which worker accepts).
+        while len(worker_pids()) < 2 and time.monotonic() < deadline:
+            threads = [threading.Thread(target=hit) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert len(worker_pids()) >= 2, "only one uvicorn worker ever answered"
+
+        first = samples(httpx.get(f"{base}/metrics").text)
+        second = samples(httpx.get(f"{base}/metrics").text)
+        assert farm_state(first) == farm_state(second)
+        check_seeded(first, seeded_at)
+        healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+        for scrape in (first, second):
+            assert value(scrape, "farm_api_request_seconds_count", **healthz) == health_calls
+            assert value(scrape, "farm_api_request_seconds_bucket", le="+Inf", **healthz) == health_calls
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

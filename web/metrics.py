@@ -1,0 +1,508 @@
+"""Prometheus metrics at ``/metrics``: farm state from the database, request latency from this process.
+
+Two kinds of values, kept apart on purpose:
+
+* **Farm state** (jobs, chunks, queue depth, frames, render seconds, resource-seconds, storage bytes, progress,
+  queue wait, budgets) is computed from the database at scrape time by ``FarmCollector``. Every API replica and
+  every uvicorn worker therefore reports the same truth, and a restart loses nothing: the counters are counts of
+  rows (frames, the append-only ledger), not in-memory tallies. Alert rules take ``max`` over replicas.
+* **Per-process values** (``farm_api_request_seconds``, ``farm_storage_errors_total``) are prometheus_client
+  metrics. With ``PROMETHEUS_MULTIPROC_DIR`` set (several uvicorn workers; empty the directory before the workers
+  start) they live in that directory and every scrape sums all workers' files; without it, in this process.
+
+Workers, slots and nodes come from the scheduler: read from the in-process pool in the embedded farm
+(``use_worker_source``), else from the heartbeat rows the scheduler writes (``scheduler.heartbeat``).
+
+The ``route`` label of the latency histogram is the route's template (``/api/v1/jobs/{job_id}``), never the raw
+URL, and unknown methods are folded into ``OTHER``, so label cardinality stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import ColumnElement, case, extract, func, select
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from farm import quota
+from farm.clock import Clock, utc
+from farm.db.engine import Database
+from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
+from farm.errors import StorageError
+from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
+from scheduler.heartbeat import NODE_STATES, WORKER_STATES, Snapshot
+from scheduler.heartbeat import read as read_heartbeat
+from storage.base import ObjectInfo, ObjectStore
+from web.deps import Ctx
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+RESOURCES = ("cpu", "gpu")
+FRAME_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+QUEUE_WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STORAGE_OPERATIONS = ("put_file", "put_stream", "get_file", "open", "stat", "delete", "list", "local_path")
+
+# ``*_created`` series only double the scrape size; the single-process exposition would add them, the multiprocess
+# one cannot: leave them out everywhere so both look alike.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Per-process metrics. prometheus_client picks file-backed values at import when PROMETHEUS_MULTIPROC_DIR is set.
+PROCESS_REGISTRY = CollectorRegistry()
+REQUEST_SECONDS = Histogram(
+    "farm_api_request_seconds",
+    "API request latency by route template, method and status code.",
+    ["route", "method", "status"],
+    registry=PROCESS_REGISTRY,
+)
+STORAGE_ERRORS = Counter(
+    "farm_storage_errors",
+    "Failed object-store operations in the API processes, by operation.",
+    ["operation"],
+    registry=PROCESS_REGISTRY,
+)
+for _operation in STORAGE_OPERATIONS:
+    STORAGE_ERRORS.labels(_operation)  # series exist at 0, so rate() works from the first error on
+
+WorkerSource = Callable[[], Snapshot]
+_T = TypeVar("_T")
+
+
+# ---- request latency ------------------------------------------------------------------------------------------
+class RequestMetrics:
+    """ASGI middleware: observes every HTTP request's duration under its route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            method = str(scope.get("method", "")).upper()
+            REQUEST_SECONDS.labels(
+                route_template(scope), method if method in HTTP_METHODS else "OTHER", str(status)
+            ).observe(time.perf_counter() - started)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template; ``<unmatched>`` for URLs no route knows (404s of scanners)."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "<unmatched>"
+
+
+# ---- storage errors -------------------------------------------------------------------------------------------
+class CountingStore:
+    """An ``ObjectStore`` that counts the ``StorageError``s of the store it wraps, by operation."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+
+    def _failed(self, operation: str) -> None:
+        STORAGE_ERRORS.labels(operation).inc()
+
+    def put_file(self, key: str, path: Path) -> None:
+        try:
+            self.inner.put_file(key, path)
+        except StorageError:
+            self._failed("put_file")
+            raise
+
+    def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
+        try:
+            self.inner.put_stream(key, stream, size)
+        except StorageError:
+            self._failed("put_stream")
+            raise
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            self.inner.get_file(key, path)
+        except StorageError:
+            self._failed("get_file")
+            raise
+
+    def open(self, key: str) -> Iterator[bytes]:
+        try:
+            chunks = self.inner.open(key)  # some backends fail here, others while streaming: count both
+        except StorageError:
+            self._failed("open")
+            raise
+        return self._counted(chunks, "open")
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            return self.inner.stat(key)
+        except StorageError:
+            self._failed("stat")
+            raise
+
+    def delete(self, key: str) -> None:
+        try:
+            self.inner.delete(key)
+        except StorageError:
+            self._failed("delete")
+            raise
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            infos = self.inner.list(prefix)
+        except StorageError:
+            self._failed("list")
+            raise
+        return self._counted(infos, "list")
+
+    def _counted(self, items: Iterator[_T], operation: str) -> Iterator[_T]:
+        try:
+            yield from items
+        except StorageError:
+            self._failed(operation)
+            raise
+
+    def local_path(self, key: str) -> Path | None:
+        try:
+            return self.inner.local_path(key)
+        except StorageError:
+            self._failed("local_path")
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # backend extras (e.g. close) stay reachable
+
+
+# ---- farm state from the database -----------------------------------------------------------------------------
+def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
+    """``end - start`` in seconds, in SQL (the two backends spell it differently)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def _histogram_row(row: Any, bounds: tuple[float, ...], count_at: int) -> tuple[list[tuple[str, float]], float]:
+    """Buckets and sum from a row laid out as ``labels..., count, sum, bucket_0 ... bucket_n``."""
+    count, total = float(row[count_at] or 0), float(row[count_at + 1] or 0.0)
+    cumulative = [float(v or 0) for v in row[count_at + 2 :]]
+    # ``le`` spelled as prometheus_client spells its own buckets (``1.0``, ``0.25``).
+    buckets = [(repr(float(b)), v) for b, v in zip(bounds, cumulative, strict=True)] + [("+Inf", count)]
+    return buckets, total
+
+
+@dataclass(frozen=True)
+class FarmCollector:
+    """A prometheus_client collector that reads the farm's state from the database at each scrape."""
+
+    db: Database
+    clock: Clock
+    workers: WorkerSource | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """Every farm-state family; when the database fails only ``farm_metrics_database_up 0`` is exported."""
+        up = GaugeMetricFamily("farm_metrics_database_up", "1 when this scrape could read the farm database.")
+        try:
+            with self.db.session() as s:
+                families = list(self._from_database(s))
+        except Exception:
+            log.warning("metrics: the database could not be read", exc_info=True)
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+        yield from families
+        try:
+            snap = self.workers() if self.workers is not None else read_heartbeat(self.db, self.clock.now())
+        except Exception:
+            log.warning("metrics: worker states could not be read", exc_info=True)
+        else:
+            yield from worker_families(snap)
+
+    def _from_database(self, s: Session) -> Iterator[Metric]:
+        now = self.clock.now()
+        names = {cid: name for cid, name in s.execute(select(Company.id, Company.name)).all()}
+
+        def company(cid: str) -> str:
+            return names.get(cid, cid)
+
+        jobs = GaugeMetricFamily("farm_jobs", "Jobs by company and state.", labels=["company", "state"])
+        counts = {
+            (c, st): n
+            for c, st, n in s.execute(
+                select(Job.company_id, Job.status, func.count()).group_by(Job.company_id, Job.status)
+            ).all()
+        }
+        for cid in sorted(names):
+            for state in JobStatus:
+                jobs.add_metric([company(cid), state.value], float(counts.get((cid, state.value), 0)))
+        yield jobs
+
+        tasks = GaugeMetricFamily("farm_tasks", "Chunks (tasks) by state.", labels=["state"])
+        task_counts = dict(s.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+        for tstate in TaskStatus:
+            tasks.add_metric([tstate.value], float(task_counts.get(tstate.value, 0)))
+        yield tasks
+
+        yield self._queue_depth(s, names, company)
+
+        frames = CounterMetricFamily(
+            "farm_frames_rendered", "Frames rendered and stored, by company.", labels=["company"]
+        )
+        frame_counts = dict(
+            s.execute(
+                select(Job.company_id, func.count())
+                .select_from(Frame)
+                .join(Job, Job.id == Frame.job_id)
+                .group_by(Job.company_id)
+            ).all()
+        )
+        for cid in sorted(names):
+            frames.add_metric([company(cid)], float(frame_counts.get(cid, 0)))
+        yield frames
+
+        render = HistogramMetricFamily(
+            "farm_frame_render_seconds", "Render time per frame, by company and device.", labels=["company", "device"]
+        )
+        device = func.lower(Frame.device)
+        for row in s.execute(
+            select(
+                Job.company_id,
+                device,
+                func.count(),
+                func.sum(Frame.render_seconds),
+                *(func.sum(case((Frame.render_seconds <= b, 1), else_=0)) for b in FRAME_SECONDS_BUCKETS),
+            )
+            .select_from(Frame)
+            .join(Job, Job.id == Frame.job_id)
+            .group_by(Job.company_id, device)
+            .order_by(Job.company_id, device)
+        ).all():
+            buckets, total = _histogram_row(row, FRAME_SECONDS_BUCKETS, 2)
+            render.add_metric([company(row[0]), str(row[1])], buckets, total)
+        yield render
+
+        resource_seconds = CounterMetricFamily(
+            "farm_resource_seconds",
+            "Resource-seconds (wall seconds times CPUs or GPUs) from the metering ledger, by company and resource.",
+            labels=["company", "resource"],
+        )
+        used = {
+            (c, r): float(v or 0.0)
+            for c, r, v in s.execute(
+                select(UsageEntry.company_id, UsageEntry.resource, func.sum(UsageEntry.seconds * UsageEntry.count))
+                .where(UsageEntry.resource.in_(RESOURCES))  # the ledger also meters storage (GB-seconds)
+                .group_by(UsageEntry.company_id, UsageEntry.resource)
+            ).all()
+        }
+        for key in sorted(set(used) | {(cid, r) for cid in names for r in RESOURCES}):
+            resource_seconds.add_metric([company(key[0]), key[1]], used.get(key, 0.0))
+        yield resource_seconds
+
+        storage = GaugeMetricFamily(
+            "farm_storage_bytes",
+            "Bytes stored per company: uploaded input blobs plus rendered frames.",
+            labels=["company"],
+        )
+        blob_bytes = dict(s.execute(select(Blob.company_id, func.sum(Blob.size)).group_by(Blob.company_id)).all())
+        frame_bytes = dict(
+            s.execute(
+                select(Job.company_id, func.sum(Frame.size))
+                .select_from(Frame)
+                .join(Job, Job.id == Frame.job_id)
+                .group_by(Job.company_id)
+            ).all()
+        )
+        for cid in sorted(names):
+            storage.add_metric([company(cid)], float(blob_bytes.get(cid) or 0) + float(frame_bytes.get(cid) or 0))
+        yield storage
+
+        progress = GaugeMetricFamily(
+            "farm_job_last_progress_timestamp_seconds",
+            "Unix time an active job last stored a frame (or started, before its first frame).",
+            labels=["company", "job"],
+        )
+        for job_id, cid, started_at, created_at, last_frame in s.execute(
+            select(Job.id, Job.company_id, Job.started_at, Job.created_at, func.max(Frame.created_at))
+            .outerjoin(Frame, Frame.job_id == Job.id)
+            .where(Job.status == JobStatus.ACTIVE.value)
+            .group_by(Job.id, Job.company_id, Job.started_at, Job.created_at)
+            .order_by(Job.id)
+        ).all():
+            moments = [utc(m) for m in (last_frame, started_at, created_at) if m is not None]
+            progress.add_metric([company(cid), job_id], max(moments).timestamp())
+        yield progress
+
+        wait = HistogramMetricFamily(
+            "farm_queue_wait_seconds",
+            "Wait of each job from submission to its first dispatch, by company.",
+            labels=["company"],
+        )
+        waited = _seconds_between(s, Job.created_at, Job.started_at)
+        for row in s.execute(
+            select(
+                Job.company_id,
+                func.count(),
+                func.sum(waited),
+                *(func.sum(case((waited <= b, 1), else_=0)) for b in QUEUE_WAIT_BUCKETS),
+            )
+            .where(Job.started_at.is_not(None))
+            .group_by(Job.company_id)
+            .order_by(Job.company_id)
+        ).all():
+            buckets, total = _histogram_row(row, QUEUE_WAIT_BUCKETS, 1)
+            wait.add_metric([company(row[0])], buckets, total)
+        yield wait
+
+        yield from self._budgets(s, now)
+
+    @staticmethod
+    def _queue_depth(s: Session, names: dict[str, str], company: Callable[[str], str]) -> Metric:
+        depth = GaugeMetricFamily(
+            "farm_queue_depth",
+            "Chunks waiting for a slot, by company and the resource they need.",
+            labels=["company", "resource"],
+        )
+        waiting = (
+            select(Task.job_id, func.count().label("n"))
+            .where(Task.status.in_([t.value for t in TASK_RUNNABLE]))
+            .group_by(Task.job_id)
+            .subquery()
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for cid, settings, n in s.execute(
+            select(Job.company_id, Job.settings, waiting.c.n)
+            .join(waiting, waiting.c.job_id == Job.id)
+            .where(Job.status.in_([j.value for j in JOB_DISPATCHABLE]))
+        ).all():
+            resource = "gpu" if dict(settings or {}).get("gpu") else "cpu"
+            totals[(cid, resource)] = totals.get((cid, resource), 0) + int(n)
+        for key in sorted(set(totals) | {(cid, r) for cid in names for r in RESOURCES}):
+            depth.add_metric([company(key[0]), key[1]], float(totals.get(key, 0)))
+        return depth
+
+    @staticmethod
+    def _budgets(s: Session, now: datetime) -> Iterator[Metric]:
+        ratio = GaugeMetricFamily(
+            "farm_company_budget_used_ratio",
+            "Share of the company's monthly resource-hour budget used this month (companies with a budget).",
+            labels=["company", "resource"],
+        )
+        companies = list(
+            s.scalars(
+                select(Company)
+                .where((Company.gpu_hours_budget.is_not(None)) | (Company.cpu_hours_budget.is_not(None)))
+                .order_by(Company.name)
+            )
+        )
+        used = quota.month_hours(s, [c.id for c in companies], quota.month_of(now))
+        for c in companies:
+            for resource in RESOURCES:
+                budget = quota.budget_hours(c, resource)
+                if budget is None:
+                    continue
+                hours = used.get((c.id, resource), 0.0)
+                ratio.add_metric([c.name, resource], hours / budget if budget > 0 else 1.0)
+        yield ratio
+
+
+def worker_families(snap: Snapshot) -> Iterator[Metric]:
+    """``farm_workers``, ``farm_slot_utilisation`` and ``farm_nodes`` from a scheduler snapshot."""
+    workers = GaugeMetricFamily(
+        "farm_workers", "Render slots (worker actors) by node and state.", labels=["node", "state"]
+    )
+    per_node: dict[tuple[str, str], int] = {}
+    for w in snap.workers:
+        per_node[(w.node, w.state)] = per_node.get((w.node, w.state), 0) + 1
+    for node in sorted({w.node for w in snap.workers}):
+        for state in WORKER_STATES:
+            workers.add_metric([node, state], float(per_node.get((node, state), 0)))
+    yield workers
+
+    busy = sum(1 for w in snap.workers if w.state == "busy")
+    usable = sum(1 for w in snap.workers if w.state in ("idle", "busy"))
+    yield GaugeMetricFamily(
+        "farm_slot_utilisation",
+        "Busy render slots divided by usable (idle or busy) ones, 0 to 1.",
+        value=busy / usable if usable else 0.0,
+    )
+
+    nodes = GaugeMetricFamily("farm_nodes", "Ray nodes: alive, or lost (died unexpectedly recently).", labels=["state"])
+    alive = sum(1 for n in snap.nodes if n.alive)
+    nodes.add_metric([NODE_STATES[0]], float(alive))
+    nodes.add_metric([NODE_STATES[1]], float(len(snap.nodes) - alive))
+    yield nodes
+
+
+# ---- exposition -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Exposition:
+    """What one scrape exports: per-process metrics (this process, or all workers' files) and farm state."""
+
+    farm: FarmCollector
+
+    def collect(self) -> Iterator[Metric]:
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+            yield from registry.collect()
+        else:
+            yield from PROCESS_REGISTRY.collect()
+        yield from self.farm.collect()
+
+
+def render(farm: FarmCollector) -> bytes:
+    """The text exposition of one scrape."""
+    return generate_latest(_Exposition(farm))
+
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, ctx: Ctx) -> Response:
+    """Prometheus scrape endpoint (no token: restrict it at the network, e.g. to the Prometheus pods)."""
+    source: WorkerSource | None = getattr(request.app.state, "metrics_workers", None)
+    body = render(FarmCollector(ctx.db, ctx.clock, source))
+    return Response(content=body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def install(app: FastAPI) -> None:
+    """Add ``/metrics`` and the request-latency middleware to the app."""
+    app.add_middleware(RequestMetrics)
+    app.include_router(router)
+
+
+def use_worker_source(app: FastAPI, source: WorkerSource) -> None:
+    """Read worker, slot and node states from ``source`` (the in-process pool) instead of the heartbeat rows."""
+    app.state.metrics_workers = source

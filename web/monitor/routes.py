@@ -1,0 +1,567 @@
+"""The monitor's pages, actions and event streams. Everything needs a browser session except the login page.
+
+Pages are rendered on the server (Jinja2); ``static/monitor.js`` only applies what the event streams send.
+Errors become HTML pages here (the API keeps its JSON errors): another company's job is a 404 page, an expired
+session a redirect to the login page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from farm import jobs as jobops
+from farm import thumbnails
+from farm.auth import Principal, resolve_token
+from farm.db import models
+from farm.db.models import Job
+from farm.errors import FarmError, NotFound, Unauthorized, ValidationFailed
+from farm.states import JobStatus
+from storage.base import output_key
+from web import i18n, session
+from web.deps import AppContext, Ctx
+from web.monitor import actions, views
+from web.monitor.workers import WorkerView, beat_age, db_snapshot
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+TEMPLATES.env.globals.update(
+    locales=i18n.LOCALES,
+    html_langs=i18n.HTML_LANG,
+    language_names=i18n.LANGUAGE_NAME,
+    catalogue=i18n.catalogue(),
+)
+#: How often an event stream looks at the database.
+STREAM_INTERVAL_S = 0.5
+#: A stream ends after this long and the browser reconnects: keeps server shutdown quick, frees idle readers.
+STREAM_MAX_S = 60.0
+#: After a job completes, how long its stream keeps looking for the preview video.
+PREVIEW_GRACE_S = 20.0
+MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".exr": "image/x-exr"}
+
+
+class LoginRequired(Exception):
+    """No (valid) browser session: pages redirect to the login page, streams answer 401."""
+
+
+class PageRoute(APIRoute):
+    """Turns login redirects and farm errors into HTML responses for this router only."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                if request.method == "GET" and "text/event-stream" not in request.headers.get("accept", ""):
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                if request.method == "POST":
+                    return RedirectResponse("/login", status_code=303)
+                return Response("log in first", status_code=401, media_type="text/plain")
+            except FarmError as exc:
+                return error_page(request, exc.status_code, exc.message)
+
+        return handle
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def locale_of(request: Request) -> i18n.Translator:
+    """The viewer's language: the switch's cookie, else Accept-Language."""
+    return i18n.translator(
+        i18n.negotiate(request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
+    )
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error as a page in the viewer's language (the detail stays as the farm wrote it)."""
+    t = locale_of(request)
+    return TEMPLATES.TemplateResponse(
+        request,
+        "error.html",
+        {"t": t, "viewer": None, "csrf": "", "status": status, "message": message, "nav": ""},
+        status_code=status,
+    )
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in person behind a request."""
+
+    who: Principal
+    browser: session.BrowserSession
+    t: i18n.Translator
+
+    @property
+    def csrf(self) -> str:
+        return self.browser.csrf
+
+
+def viewer(request: Request, ctx: Ctx) -> Viewer:
+    """Dependency: the session's principal, or ``LoginRequired``."""
+    browser = session.load(request, ctx.settings)
+    if browser is None or browser.token_id is None:
+        raise LoginRequired
+    with ctx.db.session() as s:
+        try:
+            who = session.principal_for(s, browser.token_id, ctx.clock.now())
+        except Unauthorized as exc:
+            raise LoginRequired from exc
+    return Viewer(who=who, browser=browser, t=locale_of(request))
+
+
+Seen = Annotated[Viewer, Depends(viewer)]
+
+
+def page(request: Request, v: Viewer, name: str, nav: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    """Render a page with what every page needs (translator, viewer, CSRF token, navigation)."""
+    context = {"t": v.t, "viewer": v.who, "csrf": v.csrf, "nav": nav, **values}
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def safe_next(target: str | None, default: str = "/jobs") -> str:
+    """Only local paths: an open redirect after login would help phishing."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+async def check_post(request: Request, ctx: AppContext) -> dict[str, str]:
+    """The form of a POST, after the CSRF check (field ``csrf`` or header ``X-CSRF-Token``)."""
+    form = await request.form()
+    values = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    sent = values.get(session.CSRF_FIELD) or request.headers.get(session.CSRF_HEADER)
+    session.check_csrf(session.load(request, ctx.settings), sent)
+    return values
+
+
+# ---- login, logout, language ----------------------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, ctx: Ctx, next: str | None = None) -> Response:
+    """The only page without a session; makes an anonymous session so the form has a CSRF token."""
+    browser = session.load(request, ctx.settings)
+    if browser is not None and browser.token_id is not None:
+        with ctx.db.session() as s:
+            try:
+                session.principal_for(s, browser.token_id, ctx.clock.now())
+                return RedirectResponse(safe_next(next), status_code=303)
+            except Unauthorized:
+                browser = None
+    fresh = browser is None
+    browser = browser or session.new_session()
+    t = locale_of(request)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        "login.html",
+        {"t": t, "viewer": None, "csrf": browser.csrf, "next": safe_next(next), "error": "", "nav": "login"},
+    )
+    if fresh:
+        session.store(response, request, ctx.settings, browser)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, ctx: Ctx) -> Response:
+    """Exchange an API token for a session cookie; the token itself never goes into the cookie."""
+    form = await check_post(request, ctx)
+    token = form.get("token", "").strip()
+
+    def _resolve() -> Principal:
+        with ctx.db.session() as s:
+            return resolve_token(s, token, ctx.clock.now())
+
+    try:
+        who = await run_in_threadpool(_resolve)
+    except Unauthorized as exc:
+        t = locale_of(request)
+        browser = session.load(request, ctx.settings) or session.new_session()
+        return TEMPLATES.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "t": t,
+                "viewer": None,
+                "csrf": browser.csrf,
+                "next": safe_next(form.get("next")),
+                "error": t("login.refused", reason=exc.message),
+                "nav": "login",
+            },
+            status_code=401,
+        )
+    log.info("browser session started for token %s (%s)", who.token_id, who.company)
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    session.store(response, request, ctx.settings, session.new_session(who.token_id))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: Ctx) -> Response:
+    """End the browser session (the API token stays valid)."""
+    await check_post(request, ctx)
+    response = RedirectResponse("/login", status_code=303)
+    session.clear(response)
+    return response
+
+
+@router.post("/lang")
+async def switch_language(request: Request, ctx: Ctx) -> Response:
+    """The language switch: remembered in a cookie for a year."""
+    form = await check_post(request, ctx)
+    code = form.get("lang", "")
+    if code not in i18n.LOCALES:
+        raise ValidationFailed(f"language {code!r} is not one of {', '.join(i18n.LOCALES)}")
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    response.set_cookie(
+        i18n.LANG_COOKIE, code, max_age=365 * 86400, path="/", samesite="lax", secure=request.url.scheme == "https"
+    )
+    return response
+
+
+# ---- jobs --------------------------------------------------------------------------------------------------------
+@router.get("/")
+def home() -> Response:
+    """The jobs list is the front page."""
+    return RedirectResponse("/jobs", status_code=303)
+
+
+def row_json(t: i18n.Translator, row: views.JobRow, app_actions: frozenset[str]) -> dict[str, Any]:
+    """A job's progress as the pages' script applies it: every text already formatted for the viewer."""
+    return {
+        "id": row.id,
+        "status": row.status.value,
+        "status_label": t("status." + row.status.value),
+        "reason": row.status_reason,
+        "fraction": round(row.fraction, 4),
+        "percent": t.percent(row.fraction),
+        "frames": t("jobs.frames_of", done=t.number(row.frames_done), total=t.number(row.frames_total)),
+        "chunks": t("jobs.frames_of", done=t.number(row.tasks_done), total=t.number(row.tasks_total)),
+        "elapsed": t.duration(row.elapsed_s),
+        "eta": t.duration(row.eta_s) if row.eta_s is not None else "—",
+        "started": t.datetime(row.started_at),
+        "finished": t.datetime(row.finished_at),
+        "terminal": row.terminal,
+        "actions": actions.shown(app_actions, row.status),
+    }
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    v: Seen,
+    ctx: Ctx,
+    status: str | None = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> Response:
+    """The jobs list: filter by status, 50 per page, live progress for the unfinished ones."""
+    wanted = JobStatus(status) if status in {s.value for s in JobStatus} else None
+    with ctx.db.session() as s:
+        rows, total = views.job_page(s, v.who, wanted, page_number, ctx.clock.now())
+    pages = max(1, math.ceil(total / views.PAGE_SIZE))
+    app_actions = actions.available(request.app)
+    return page(
+        request,
+        v,
+        "jobs.html",
+        "jobs",
+        rows=rows,
+        total=total,
+        page_number=page_number,
+        pages=pages,
+        status=wanted.value if wanted else "",
+        statuses=[s.value for s in JobStatus],
+        live_ids=",".join(r.id for r in rows if not r.terminal),
+        row_json=lambda r: row_json(v.t, r, app_actions),
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
+    """One job: progress, chunks, frames, log, preview and actions."""
+    with ctx.db.session() as s:
+        detail = views.job_detail(s, v.who, job_id, ctx.clock.now())
+    has_preview = ctx.store.stat(detail.preview_key) is not None
+    app_actions = actions.available(request.app)
+    return page(
+        request,
+        v,
+        "job.html",
+        "jobs",
+        d=detail,
+        tasks=detail.tasks,
+        job=detail.job,
+        has_preview=has_preview,
+        all_actions=[a for a in actions.ACTIONS if a in app_actions],
+        shown_actions=actions.shown(app_actions, detail.job.status),
+        state=row_json(v.t, detail.job, app_actions),
+    )
+
+
+@router.post("/jobs/{job_id}/{action}")
+async def job_action(request: Request, job_id: str, action: str, v: Seen, ctx: Ctx) -> Response:
+    """Cancel, pause, resume or retry from the job page; answers with the job page again."""
+    await check_post(request, ctx)
+    if action not in actions.ACTIONS:
+        raise NotFound(f"jobs have no {action!r} action; use one of {', '.join(actions.ACTIONS)}")
+    await actions.perform(request.app, ctx, v.who, job_id, action)
+    log.info("job %s: %s requested from the monitor by token %s", job_id, action, v.who.token_id)
+    return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
+
+
+@router.get("/jobs/{job_id}/frames/{frame}/thumb")
+def frame_thumb(job_id: str, frame: int, v: Seen, ctx: Ctx) -> Response:
+    """The frame's thumbnail, made on first request and kept in the store."""
+    with ctx.db.session() as s:
+        row = jobops.get_frame(s, jobops.get_job(s, v.who, job_id), frame)
+        frame_key, sha = row.key, row.sha256
+    key = thumbnails.ensure_thumbnail(ctx.store, frame_key, sha)
+    return Response(
+        b"".join(ctx.store.open(key)),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
+
+
+@router.get("/jobs/{job_id}/frames/{frame}/image")
+def frame_image(job_id: str, frame: int, v: Seen, ctx: Ctx) -> Response:
+    """The full frame, shown in the browser when it can (PNG, JPEG), downloaded otherwise (EXR)."""
+    with ctx.db.session() as s:
+        row = jobops.get_frame(s, jobops.get_job(s, v.who, job_id), frame)
+        key, name, size = row.key, row.name, row.size
+    presign = getattr(ctx.store, "presigned_get_url", None)
+    if presign is not None:
+        return RedirectResponse(presign(key, 300, filename=name), status_code=307)
+    media = MEDIA.get(Path(name).suffix.lower(), "application/octet-stream")
+    disposition = "inline" if media.startswith("image/") and media != "image/x-exr" else "attachment"
+    return StreamingResponse(
+        ctx.store.open(key),
+        media_type=media,
+        headers={"Content-Length": str(size), "Content-Disposition": f'{disposition}; filename="{name}"'},
+    )
+
+
+@router.get("/jobs/{job_id}/preview.mp4")
+def preview(job_id: str, request: Request, v: Seen, ctx: Ctx) -> Response:
+    """The job's preview video, with byte ranges so the player can seek."""
+    with ctx.db.session() as s:
+        job = jobops.get_job(s, v.who, job_id)
+        key = output_key(job.company_id, job.id, "preview.mp4")
+    info = ctx.store.stat(key)
+    if info is None:
+        raise NotFound(f"job {job_id} has no preview video (yet)")
+    presign = getattr(ctx.store, "presigned_get_url", None)
+    if presign is not None:
+        return RedirectResponse(presign(key, 300, filename="preview.mp4"), status_code=307)
+    local = ctx.store.local_path(key)
+    if local is not None:
+        from fastapi.responses import FileResponse
+
+        return FileResponse(local, media_type="video/mp4")  # answers Range requests
+    return StreamingResponse(ctx.store.open(key), media_type="video/mp4", headers={"Content-Length": str(info.size)})
+
+
+# ---- event streams ---------------------------------------------------------------------------------------------
+def sse(event: str, data: object) -> str:
+    """One Server-Sent Event; JSON never contains a raw newline, so one ``data:`` line suffices."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+async def stream(
+    request: Request, tick: Callable[[], Awaitable[tuple[list[str], bool]]]
+) -> AsyncIterator[str]:
+    """Run ``tick`` every interval and send what it returns, until it says done, the reader leaves or time is up."""
+    yield "retry: 1500\n\n"
+    deadline = time.monotonic() + STREAM_MAX_S
+    beat = time.monotonic()
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        events, done = await tick()
+        for event in events:
+            yield event
+        if done:
+            yield sse("end", {})
+            return
+        if time.monotonic() - beat > 15:
+            yield ": keep-alive\n\n"  # proxies drop silent connections
+            beat = time.monotonic()
+        await asyncio.sleep(STREAM_INTERVAL_S)
+
+
+def event_response(body: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
+    """Live progress of one job: ``job`` (progress), ``tasks`` (chunk rows), ``frames`` (new thumbnails),
+    ``log`` (changed attempt blocks), ``preview`` and finally ``end``."""
+
+    def load() -> tuple[views.JobDetail, bool]:
+        with ctx.db.session() as s:
+            detail = views.job_detail(s, v.who, job_id, ctx.clock.now())
+        return detail, ctx.store.stat(detail.preview_key) is not None
+
+    await run_in_threadpool(load)  # 404 before the stream starts
+    app_actions = actions.available(request.app)
+    sent_job: dict[str, Any] = {}
+    sent_tasks = ""
+    sent_frames: dict[int, str] = {}
+    sent_log: dict[str, tuple[str, str]] = {}
+    sent_preview = False
+    finished_at: float | None = None
+
+    async def tick() -> tuple[list[str], bool]:
+        nonlocal sent_job, sent_tasks, sent_preview, finished_at
+        detail, has_preview = await run_in_threadpool(load)
+        out = []
+        state = row_json(v.t, detail.job, app_actions)
+        if state != sent_job:
+            out.append(sse("job", state))
+            sent_job = state
+        tasks_html = TEMPLATES.get_template("_tasks.html").render(t=v.t, tasks=detail.tasks)
+        if tasks_html != sent_tasks:
+            out.append(sse("tasks", {"html": tasks_html}))
+            sent_tasks = tasks_html
+        new_frames = [tile for tile in detail.tiles if tile.done and sent_frames.get(tile.frame) != tile.version]
+        if new_frames:
+            out.append(
+                sse(
+                    "frames",
+                    [
+                        {
+                            "frame": tile.frame,
+                            "version": tile.version,
+                            "thumb": f"/jobs/{quote(job_id)}/frames/{tile.frame}/thumb?v={tile.version}",
+                            "image": f"/jobs/{quote(job_id)}/frames/{tile.frame}/image",
+                            "label": v.t("job.frame_n", frame=tile.frame),
+                        }
+                        for tile in new_frames
+                    ],
+                )
+            )
+            sent_frames.update({tile.frame: tile.version for tile in new_frames})
+        changed = [b for b in detail.log if sent_log.get(b.key) != (b.title, b.text)]
+        if changed:
+            out.append(sse("log", [{"key": b.key, "title": b.title, "text": b.text} for b in changed]))
+            sent_log.update({b.key: (b.title, b.text) for b in changed})
+        if has_preview and not sent_preview:
+            out.append(sse("preview", {"url": f"/jobs/{quote(job_id)}/preview.mp4"}))
+            sent_preview = True
+        done = False
+        if detail.job.terminal:
+            finished_at = finished_at or time.monotonic()
+            waiting_for_preview = detail.job.status is JobStatus.COMPLETED and not sent_preview
+            done = not waiting_for_preview or time.monotonic() - finished_at > PREVIEW_GRACE_S
+        return out, done
+
+    return event_response(stream(request, tick))
+
+
+@router.get("/events/jobs")
+async def jobs_events(request: Request, v: Seen, ctx: Ctx, ids: str = "") -> Response:
+    """Live progress of the listed jobs (those of the page the viewer looks at), ``job`` events, then ``end``."""
+    wanted = [i for i in ids.split(",") if i][:200]
+    app_actions = actions.available(request.app)
+    sent: dict[str, dict[str, Any]] = {}
+
+    def load() -> list[views.JobRow]:
+        with ctx.db.session() as s:
+            return views.job_rows(s, v.who, wanted, ctx.clock.now())
+
+    async def tick() -> tuple[list[str], bool]:
+        rows = await run_in_threadpool(load)
+        out = []
+        for row in rows:
+            state = row_json(v.t, row, app_actions)
+            if sent.get(row.id) != state:
+                out.append(sse("job", state))
+                sent[row.id] = state
+        return out, all(row.terminal for row in rows)
+
+    return event_response(stream(request, tick))
+
+
+# ---- workers and usage -----------------------------------------------------------------------------------------
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(request: Request, v: Seen, ctx: Ctx) -> Response:
+    """Render slots: node, resources, current chunk, last heartbeat, blocklisted jobs.
+
+    Slots are shared by every company: others see that a slot is busy, not with whose job.
+    """
+    snapshot: Callable[[], list[WorkerView]] | None = getattr(request.app.state, "worker_snapshot", None)
+    with ctx.db.session() as s:
+        workers = snapshot() if snapshot is not None else db_snapshot(s)
+        blocked = {w.name: set(w.blocked_jobs) for w in workers}
+        by_node = node_blocklists(s)
+        for w in workers:
+            blocked[w.name] |= by_node.get(w.node, set())
+        job_ids = {w.job_id for w in workers if w.job_id} | {j for jobs in blocked.values() for j in jobs}
+        owners = dict(s.execute(select(Job.id, Job.company_id).where(Job.id.in_(job_ids))).all()) if job_ids else {}
+    now = time.time()
+    mine = {job_id for job_id, company in owners.items() if v.who.is_platform_admin or company == v.who.company_id}
+    return page(
+        request,
+        v,
+        "workers.html",
+        "workers",
+        workers=workers,
+        mine=mine,
+        ages={w.name: beat_age(w, now) for w in workers},
+        blocked={name: sorted(jobs) for name, jobs in blocked.items()},
+        live=snapshot is not None,
+    )
+
+
+def node_blocklists(s: Session) -> dict[str, set[str]]:
+    """node → jobs it is blocked for, from the scheduler's blocklist table when this version of the farm has one."""
+    entry: Any = getattr(models, "BlocklistEntry", None)
+    if entry is None:
+        return {}
+    out: dict[str, set[str]] = {}
+    for node, job_id in s.execute(select(entry.node, entry.job_id).where(entry.blocked_at.is_not(None))):
+        out.setdefault(str(node), set()).add(str(job_id))
+    return out
+
+
+def this_month(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+@router.get("/usage", response_class=HTMLResponse)
+def usage_page(
+    request: Request,
+    v: Seen,
+    ctx: Ctx,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+) -> Response:
+    """GPU-hours, CPU-hours, storage and cost per company for a month, with a bar chart."""
+    chosen = month or this_month(ctx.clock.now())
+    with ctx.db.session() as s:
+        rows = views.usage(s, v.who, chosen)
+    top = max([max(r.gpu_hours, r.cpu_hours) for r in rows] + [0.0])
+    return page(request, v, "usage.html", "usage", rows=rows, month=chosen, top=top or 1.0)

@@ -1,0 +1,89 @@
+"""/api/v1/me and /api/v1/admin: companies and tokens. Artists get 403 here; other companies answer 404."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from farm import companies, tokens
+from farm.auth import require
+from farm.contract import (
+    CompanyCreate,
+    CompanyList,
+    CompanyOut,
+    CompanyUpdate,
+    Role,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+    WhoAmI,
+)
+from web.deps import Caller, Ctx
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+@router.get("/me", response_model=WhoAmI)
+def whoami(who: Caller) -> WhoAmI:
+    """Which company and role the token acts as (``farm login`` checks a token with it)."""
+    return WhoAmI(token_id=who.token_id, company=who.company, role=who.role)
+
+
+@router.get("/admin/companies", response_model=CompanyList)
+def list_companies(who: Caller, ctx: Ctx) -> CompanyList:
+    """Every company (platform admin) or the caller's own (company admin)."""
+    require(who, Role.COMPANY_ADMIN, "reading company settings")
+    with ctx.db.session() as s:
+        return CompanyList(companies=[companies.company_out(c) for c in companies.visible(s, who)])
+
+
+@router.post("/admin/companies", response_model=CompanyOut, status_code=201)
+def create_company(spec: CompanyCreate, who: Caller, ctx: Ctx) -> CompanyOut:
+    """A new company with its shares, slot guarantees and caps, budgets and rate card."""
+    with ctx.db.session() as s:
+        out = companies.company_out(companies.create(s, who, spec, ctx.clock.now()))
+    ctx.notify()
+    return out
+
+
+@router.get("/admin/companies/{name}", response_model=CompanyOut)
+def get_company(name: str, who: Caller, ctx: Ctx) -> CompanyOut:
+    """One company's settings."""
+    require(who, Role.COMPANY_ADMIN, "reading company settings")
+    with ctx.db.session() as s:
+        return companies.company_out(companies.get(s, who, name))
+
+
+@router.patch("/admin/companies/{name}", response_model=CompanyOut)
+def update_company(name: str, spec: CompanyUpdate, who: Caller, ctx: Ctx) -> CompanyOut:
+    """Change some settings; raising a budget lets jobs waiting on it run again at once."""
+    require(who, Role.COMPANY_ADMIN, "changing company settings")
+    with ctx.db.session() as s:
+        out = companies.company_out(companies.update(s, who, name, spec))
+    ctx.notify()
+    return out
+
+
+@router.get("/admin/tokens", response_model=TokenList)
+def list_tokens(
+    who: Caller, ctx: Ctx, company: Annotated[str | None, Query(description="only this company's")] = None
+) -> TokenList:
+    """Tokens the caller manages (never their values)."""
+    with ctx.db.session() as s:
+        return TokenList(tokens=[tokens.token_out(s, t) for t in tokens.visible(s, who, company)])
+
+
+@router.post("/admin/tokens", response_model=TokenCreated, status_code=201)
+def create_token(spec: TokenCreate, who: Caller, ctx: Ctx) -> TokenCreated:
+    """A new token; its value is in this answer only."""
+    with ctx.db.session() as s:
+        return tokens.issue(s, who, spec, ctx.clock.now())
+
+
+@router.post("/admin/tokens/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(token_id: str, who: Caller, ctx: Ctx) -> TokenOut:
+    """Revoke a token now; requests with it answer 401 from here on."""
+    with ctx.db.session() as s:
+        return tokens.token_out(s, tokens.revoke(s, who, token_id, ctx.clock.now()))

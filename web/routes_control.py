@@ -1,0 +1,63 @@
+"""/api/v1 job control: pause, resume, retry, and the per-job node blocklist. The API records the wish; the
+scheduler carries out what needs a worker (stopping running chunks, handing out requeued ones)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from farm import control, jobs
+from farm.contract import Blocklist, JobOut, UnblockRequest
+from web.deps import Caller, Ctx
+
+router = APIRouter(prefix="/api/v1", tags=["control"])
+
+
+@router.post("/jobs/{job_id}/pause", response_model=JobOut)
+def pause_job(job_id: str, who: Caller, ctx: Ctx, now: bool = False) -> JobOut:
+    """Stop handing out the job's chunks; running ones finish first, or are stopped at once with ``now=true``."""
+    with ctx.db.session() as s:
+        job = jobs.get_job(s, who, job_id, lock=True)
+        control.request_pause(s, job, ctx.clock.now(), stop_running=now)
+        out = jobs.job_out(s, job)
+    ctx.notify()
+    return out
+
+
+@router.post("/jobs/{job_id}/resume", response_model=JobOut)
+def resume_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
+    """Put a paused job's chunks back in the queue."""
+    with ctx.db.session() as s:
+        job = jobs.get_job(s, who, job_id, lock=True)
+        control.resume(s, job, ctx.clock.now())
+        out = jobs.job_out(s, job)
+    ctx.notify()
+    return out
+
+
+@router.post("/jobs/{job_id}/retry", response_model=JobOut)
+def retry_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
+    """Requeue the chunks that failed or were canceled, each with a fresh count of attempts."""
+    with ctx.db.session() as s:
+        job = jobs.get_job(s, who, job_id, lock=True)
+        control.retry(s, job, ctx.clock.now())
+        out = jobs.job_out(s, job)
+    ctx.notify()
+    return out
+
+
+@router.get("/jobs/{job_id}/blocklist", response_model=Blocklist)
+def job_blocklist(job_id: str, who: Caller, ctx: Ctx) -> Blocklist:
+    """Nodes that failed chunks of the job; blocked ones get no more of its chunks."""
+    with ctx.db.session() as s:
+        return control.blocklist_out(s, jobs.get_job(s, who, job_id))
+
+
+@router.post("/jobs/{job_id}/unblock", response_model=Blocklist)
+def unblock_job(job_id: str, body: UnblockRequest, who: Caller, ctx: Ctx) -> Blocklist:
+    """Give one node (or every node) a fresh start on the job."""
+    with ctx.db.session() as s:
+        job = jobs.get_job(s, who, job_id, lock=True)
+        control.unblock(s, job, body.node, ctx.clock.now())
+        out = control.blocklist_out(s, job)
+    ctx.notify()
+    return out
