@@ -185,3 +185,20 @@ def test_ray_listens_on_loopback_only(farm):
     for ln in ray_lines:
         local = ln.split()[3]
         assert local.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:", "localhost:")), ln
+
+
+def test_submit_flags_reach_the_job_settings(farm, sample_blend):
+    from farm.db.models import Job
+
+    result = cli(
+        farm, "submit", str(sample_blend), "--frames", "1", "--chunk", "1", "--json", "--max-attempts", "2",
+        "--on-chunk-failure", "fail-job", "--no-preview", "--no-cpu-fallback", "--name", "flags",
+    )
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.output.strip().splitlines()[-1])["job_id"]
+    with farm.db.session() as s:
+        settings = s.get(Job, job_id).settings
+    assert settings["max_attempts"] == 2 and settings["on_chunk_failure"] == "fail-job"
+    assert settings["preview"] is False and settings["allow_cpu_fallback"] is False
+    bad = cli(farm, "submit", str(sample_blend), "--frames", "1", "--on-chunk-failure", "explode")
+    assert bad.exit_code == 2 and "on_chunk_failure" in bad.output

@@ -81,6 +81,14 @@ def submit(
     resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
     samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="render on GPU slots")] = False,
+    cpu_fallback: Annotated[
+        bool, typer.Option("--cpu-fallback/--no-cpu-fallback", help="a --gpu job may use CPU slots when no GPU is up")
+    ] = True,
+    max_attempts: Annotated[int, typer.Option(help="attempts per chunk before it fails")] = 3,
+    on_chunk_failure: Annotated[
+        str, typer.Option(help="'continue' (render the rest, then fail) or 'fail-job' (stop at once)")
+    ] = "continue",
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="make an MP4 preview at the end")] = True,
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="submit despite missing files")
     ] = False,
@@ -117,6 +125,10 @@ def submit(
                     resolution=resolution,
                     samples=samples,
                     gpu=gpu,
+                    allow_cpu_fallback=cpu_fallback,
+                    max_attempts=max_attempts,
+                    on_chunk_failure=on_chunk_failure,
+                    preview=preview,
                 )
         except ClientError as exc:
             raise _fail(exc) from exc
