@@ -37,6 +37,7 @@ POLL_INTERVAL_S = 0.2
 KILL_GRACE_S = 10.0
 #: How often jobs that cannot run anywhere get their reason refreshed.
 EXPLAIN_INTERVAL_S = 2.0
+REQUESTS_INTERVAL_S = 0.25
 WAITING = "waiting: "
 
 
@@ -49,6 +50,7 @@ class Dispatcher:
     blocklist_after: int = blocklist.DEFAULT_THRESHOLD
     nodes: NodeTracker | None = None
     _explained_at: float = 0.0
+    _requests_at: float = 0.0
     _blocked_cache: tuple[Session, dict[str, set[str]]] | None = None
 
     def __init__(
@@ -124,7 +126,14 @@ class Dispatcher:
         happened = self._sync_nodes()
         happened |= self._collect()
         happened |= self._check_leases()
-        happened |= self._carry_out_requests()
+        poked = self.wake.is_set()  # the API recorded a request in this process (embedded mode)
+        self.wake.clear()
+        now = time.monotonic()
+        if poked or happened or now - self._requests_at >= REQUESTS_INTERVAL_S:
+            # A database query per loop pass would take CPU from Blender: requests from other processes
+            # (cluster mode) are picked up a few times a second, which keeps cancel well under 2 s.
+            self._requests_at = now
+            happened |= self._carry_out_requests()
         happened |= self._dispatch()
         self._explain_waiting()
         self._send_polls()

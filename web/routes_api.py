@@ -83,7 +83,7 @@ def list_jobs(
 ) -> JobList:
     """The caller's jobs, newest first."""
     with ctx.db.session() as s:
-        return JobList(jobs=[jobs.job_out(s, j) for j in jobs.list_jobs(s, who, status, limit, offset)])
+        return JobList(jobs=jobs.jobs_out(s, jobs.list_jobs(s, who, status, limit, offset)))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

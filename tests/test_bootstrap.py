@@ -1,0 +1,33 @@
+"""First start: the platform-admin token lands in admin.token (0600) and in the CLI config only when none is set."""
+
+import json
+
+from farm import clientconfig
+from farm.bootstrap import bootstrap, offer_to_cli
+from farm.clock import SystemClock
+from farm.db.engine import Database
+
+
+def test_token_is_created_once_and_kept_across_restarts(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'farm.db'}")
+    db.migrate()
+    first = bootstrap(db, SystemClock(), tmp_path)
+    assert (tmp_path / "admin.token").read_text().strip() == first
+    assert (tmp_path / "admin.token").stat().st_mode & 0o777 == 0o600
+    assert bootstrap(db, SystemClock(), tmp_path) == first
+    db.dispose()
+
+
+def test_cli_config_is_written_only_when_it_has_no_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("FARM_TOKEN", raising=False)
+    assert offer_to_cli("http://127.0.0.1:9999", "farm_first") is True
+    path = clientconfig.config_path()
+    assert json.loads(path.read_text()) == {"url": "http://127.0.0.1:9999", "token": "farm_first"}
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert offer_to_cli("http://127.0.0.1:1111", "farm_second") is False
+    assert json.loads(path.read_text())["token"] == "farm_first"
+    loaded = clientconfig.load()
+    assert (loaded.url, loaded.token) == ("http://127.0.0.1:9999", "farm_first")
+    monkeypatch.setenv("FARM_TOKEN", "from-env")
+    assert clientconfig.load().token == "from-env"
