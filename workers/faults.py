@@ -1,4 +1,4 @@
-"""A scripted stand-in renderer for reliability tests: sleeps like ``SleepRenderer``, and crashes or hangs on
+"""A scripted stand-in renderer for scheduler and reliability tests: sleeps per frame, and crashes or hangs on
 chosen frames, optionally only on chosen hosts. Same worker code path as Blender, behind the Renderer seam.
 
 The script is the renderer setting (``FARM_RENDERER``), directives separated by ``;``::
@@ -78,7 +78,7 @@ def is_script(name: str) -> bool:
 
 
 class FaultyRenderer:
-    """Renders tiny PNGs like ``SleepRenderer``; fails or hangs where the script says."""
+    """Sleeps per frame and writes tiny PNGs; fails or hangs where the script says."""
 
     def __init__(self, script: FaultScript, host: str | None = None) -> None:
         self.script = script

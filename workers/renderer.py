@@ -189,53 +189,13 @@ def tiny_png(width: int, height: int, seed: int) -> bytes:
     )
 
 
-class SleepRenderer:
-    """Takes ``seconds_per_frame`` per frame and writes a tiny PNG: lets scheduler tests run fast and exactly."""
-
-    def __init__(self, seconds_per_frame: float) -> None:
-        self.seconds_per_frame = seconds_per_frame
-        self._killed = False
-
-    def warm(self) -> None:
-        self._killed = False
-
-    def kill(self) -> None:
-        self._killed = True
-
-    def close(self) -> None:
-        self._killed = True
-
-    def render(
-        self, spec: ChunkSpec, on_frame: FrameCallback, on_progress: ProgressCallback, stopped: StopCheck
-    ) -> ChunkResult:
-        self._killed = False
-        result = ChunkResult(outcome="completed")
-        started = time.monotonic()
-        spec.out_dir.mkdir(parents=True, exist_ok=True)
-        for frame in spec.frames:
-            deadline = time.monotonic() + self.seconds_per_frame
-            while time.monotonic() < deadline:
-                if stopped() or self._killed:
-                    result.outcome = "canceled"
-                    result.blender_seconds = time.monotonic() - started
-                    return result
-                time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
-            path = spec.output_path(frame)
-            path.write_bytes(tiny_png(4, 4, frame))
-            on_frame(FrameDone(frame, path, self.seconds_per_frame, "CPU"))
-            result.frames.append(frame)
-        result.blender_seconds = time.monotonic() - started
-        return result
-
-
 def make_renderer(name: str, work_dir: Path, env: dict[str, str] | None = None) -> Renderer:
-    """``blender`` (default), ``sleep:<seconds per frame>``, or a fault script (``workers.faults``)."""
+    """``blender`` (default); ``sleep:<seconds per frame>`` (tiny PNGs, for scheduler tests); or a fault script
+    such as ``sleep:0.05;fail:31-40;hang:61`` (``workers.faults``)."""
     if name == "blender":
         return BlenderRenderer(work_dir, env=env)
     from workers import faults  # imports this module
 
-    if faults.is_script(name):
+    if faults.is_script(name) or name.startswith("sleep:"):
         return faults.FaultyRenderer(faults.FaultScript.parse(name))
-    if name.startswith("sleep:"):
-        return SleepRenderer(float(name.split(":", 1)[1]))
-    raise ValueError(f"unknown renderer {name!r}; use 'blender' or 'sleep:SECONDS'")
+    raise ValueError(f"unknown renderer {name!r}; use 'blender', 'sleep:SECONDS' or a fault script")
