@@ -15,9 +15,8 @@ from fastapi import FastAPI
 from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.embedded import store_config
 from farm.settings import ServerSettings
-from storage.factory import make_store
+from storage.factory import make_store, store_config
 from web import metrics
 from web.app import create_app
 from web.deps import AppContext

@@ -16,14 +16,14 @@ from farm.bootstrap import bootstrap, offer_to_cli
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.preview import PreviewMaker
-from farm.settings import ServerSettings, StorageBackend
+from farm.settings import ServerSettings
 from farm.storage_usage import StorageSampler
 from scheduler import heartbeat, ray_runtime
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool
 from storage.base import ObjectStore
-from storage.factory import StoreConfig, make_store
+from storage.factory import make_store, store_config
 from web import metrics
 from web.app import create_app
 from web.deps import AppContext
@@ -31,21 +31,6 @@ from web.monitor.workers import pool_snapshot
 from workers.actor import WorkerConfig
 
 log = logging.getLogger(__name__)
-
-
-def store_config(settings: ServerSettings) -> StoreConfig:
-    """The store description handed to the API and to every worker."""
-    if settings.storage is StorageBackend.S3:
-        return StoreConfig(
-            backend="s3",
-            s3_endpoint=settings.s3_endpoint,
-            s3_access_key=settings.s3_access_key,
-            s3_secret_key=settings.s3_secret_key,
-            s3_bucket=settings.s3_bucket,
-            s3_region=settings.s3_region,
-            s3_secure=settings.s3_secure,
-        )
-    return StoreConfig(backend="local", root=str(settings.data_dir / "objects"))
 
 
 def slot_layout(slots: int | None, cpus: int) -> list[dict[str, float]]:

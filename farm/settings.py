@@ -55,6 +55,7 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1)
     secret_key: str = DEFAULT_SECRET
     bootstrap_admin_token: str | None = None
+    metrics_token: str | None = Field(default=None, description="bearer token Prometheus sends to /metrics")
     dispatch_interval_s: float = Field(default=0.05, gt=0, le=10)
     task_timeout_s: float = Field(
         default=600.0, gt=0, description="a running chunk whose lease is not renewed for this long is killed"

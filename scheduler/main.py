@@ -16,7 +16,6 @@ from types import FrameType
 from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.embedded import store_config
 from farm.preview import PreviewMaker
 from farm.settings import ServerSettings
 from farm.storage_usage import StorageSampler
@@ -25,7 +24,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.nodes import NodeTracker
 from scheduler.pool import WorkerPool
-from storage.factory import make_store
+from storage.factory import make_store, store_config
 from workers.actor import WorkerConfig
 
 log = logging.getLogger(__name__)

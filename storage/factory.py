@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from farm.settings import ServerSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,21 @@ class StoreConfig:
 
     def __repr__(self) -> str:  # keeps the secret key out of logs and tracebacks
         return f"StoreConfig(backend={self.backend!r}, root={self.root!r}, s3_endpoint={self.s3_endpoint!r})"
+
+
+def store_config(settings: ServerSettings) -> StoreConfig:
+    """The store description handed to the API and to every worker."""
+    if settings.storage.value == "s3":
+        return StoreConfig(
+            backend="s3",
+            s3_endpoint=settings.s3_endpoint,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+            s3_bucket=settings.s3_bucket,
+            s3_region=settings.s3_region,
+            s3_secure=settings.s3_secure,
+        )
+    return StoreConfig(backend="local", root=str(settings.data_dir / "objects"))
 
 
 def make_store(config: StoreConfig) -> ObjectStore:

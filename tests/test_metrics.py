@@ -208,15 +208,39 @@ def test_a_database_outage_is_visible_not_fatal(tmp_path):
     db.dispose()
 
 
+SCRAPE = "scrape-secret"
+
+
 @pytest.fixture()
 def api(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path, port=0)
+    settings = ServerSettings(data_dir=tmp_path, port=0, metrics_token=SCRAPE)
     db = Database(settings.db_url)
     db.migrate()
     ctx = AppContext(settings=settings, db=db, store=LocalDirStore(tmp_path / "objects"), clock=SystemClock())
     with TestClient(create_app(ctx)) as http:
+        http.headers["Authorization"] = f"Bearer {SCRAPE}"
+        http.ctx = ctx
         yield http
     db.dispose()
+
+
+def test_metrics_need_the_scrape_token_or_a_platform_admin(api):
+    from datetime import UTC, datetime
+
+    from farm.auth import create_token, ensure_company
+    from farm.contract import Role
+
+    assert api.get("/metrics").status_code == 200
+    nobody = api.get("/metrics", headers={"Authorization": ""})
+    assert nobody.status_code == 401 and "Bearer" in nobody.headers["www-authenticate"]
+    assert api.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    with api.ctx.db.session() as s:
+        company = ensure_company(s, "studio-m", datetime.now(UTC))
+        artist, _ = create_token(s, company, Role.ARTIST, datetime.now(UTC))
+        admin, _ = create_token(s, company, Role.PLATFORM_ADMIN, datetime.now(UTC))
+    refused = api.get("/metrics", headers={"Authorization": f"Bearer {artist}"})
+    assert refused.status_code == 403 and "FARM_METRICS_TOKEN" in refused.json()["detail"]
+    assert api.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
 
 
 def test_latency_is_labelled_by_route_template_not_url(api):
@@ -282,11 +306,15 @@ def rendered(farm, sample_blend):
         return client.job(job.id)
 
 
+def admin(farm):
+    return {"Authorization": f"Bearer {farm.admin_token}"}
+
+
 @pytest.mark.ray
 @pytest.mark.blender
 def test_embedded_scrape_reports_the_render(farm, rendered):
     assert rendered.status.value == "completed"
-    parsed = samples(httpx.get(f"{farm.url}/metrics").text)
+    parsed = samples(httpx.get(f"{farm.url}/metrics", headers=admin(farm)).text)
     company = rendered.company
     assert value(parsed, "farm_frames_rendered_total", company=company) >= 2
     assert value(parsed, "farm_frame_render_seconds_count", company=company, device="cpu") >= 2
@@ -303,7 +331,7 @@ def test_embedded_scrape_reports_the_render(farm, rendered):
 def test_promtool_accepts_the_scrape(farm, rendered):
     if shutil.which("promtool") is None:
         pytest.skip("promtool is not installed (Debian package prometheus): run scripts/system-deps.sh as root")
-    text = httpx.get(f"{farm.url}/metrics").text
+    text = httpx.get(f"{farm.url}/metrics", headers=admin(farm)).text
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0 and checked.stdout.strip() == "", checked.stdout + checked.stderr
 
@@ -318,7 +346,9 @@ def test_a_real_prometheus_scrapes_the_farm_and_answers_promql(farm, rendered, t
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n"
-        f"  - job_name: render-farm\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
+        f"  - job_name: render-farm\n    metrics_path: /metrics\n"
+        f"    authorization:\n      credentials: {farm.admin_token}\n"
+        f"    static_configs:\n      - targets: ['{target}']\n"
     )
     port = free_port()
     log = (tmp_path / "prometheus.log").open("w")
@@ -372,6 +402,7 @@ def test_several_uvicorn_workers_agree_and_sum_their_latency(tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "FARM_DATA_DIR": str(tmp_path),
         "FARM_DATABASE_URL": f"sqlite:///{db_file}",
+        "FARM_METRICS_TOKEN": SCRAPE,
     }
     log = (tmp_path / "uvicorn.log").open("w")
     server = subprocess.Popen(
@@ -426,8 +457,8 @@ def test_several_uvicorn_workers_agree_and_sum_their_latency(tmp_path):
                 t.join()
         assert len(worker_pids()) >= 2, "only one uvicorn worker ever answered"
 
-        first = samples(httpx.get(f"{base}/metrics").text)
-        second = samples(httpx.get(f"{base}/metrics").text)
+        first = samples(httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}).text)
+        second = samples(httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}).text)
         assert farm_state(first) == farm_state(second)
         check_seeded(first, seeded_at)
         healthz = {"route": "/healthz", "method": "GET", "status": "200"}

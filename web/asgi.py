@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.settings import ServerSettings
-from storage.factory import make_store
+from storage.factory import make_store, store_config
 from web.app import create_app
 from web.deps import AppContext
 from web.metrics import CountingStore
@@ -22,8 +22,6 @@ from web.metrics import CountingStore
 
 def create_app_from_env() -> FastAPI:
     """The API app wired from the environment (``uvicorn --factory``)."""
-    from farm.embedded import store_config  # the one description of the store every process uses
-
     settings = ServerSettings()
     db = Database(settings.db_url)
     db.migrate()

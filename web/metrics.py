@@ -19,6 +19,7 @@ URL, and unknown methods are folded into ``OTHER``, so label cardinality stays b
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -43,15 +44,16 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from farm import quota
+from farm.auth import resolve_token
 from farm.clock import Clock, utc
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
-from farm.errors import StorageError
+from farm.errors import Forbidden, StorageError
 from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
 from scheduler.heartbeat import NODE_STATES, WORKER_STATES, Snapshot
 from scheduler.heartbeat import read as read_heartbeat
 from storage.base import ObjectInfo, ObjectStore
-from web.deps import Ctx
+from web.deps import Ctx, bearer
 
 log = logging.getLogger(__name__)
 
@@ -489,9 +491,22 @@ def render(farm: FarmCollector) -> bytes:
 router = APIRouter()
 
 
+def check_scraper(request: Request, ctx: Ctx) -> None:
+    """/metrics names every company and job: only the scrape token (``FARM_METRICS_TOKEN``) or a platform admin."""
+    token = bearer(request)
+    expected = ctx.settings.metrics_token
+    if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    with ctx.db.session() as session:
+        who = resolve_token(session, token, ctx.clock.now())
+    if not who.is_platform_admin:
+        raise Forbidden("/metrics is for the farm's Prometheus: use FARM_METRICS_TOKEN or a platform-admin token")
+
+
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, ctx: Ctx) -> Response:
-    """Prometheus scrape endpoint (no token: restrict it at the network, e.g. to the Prometheus pods)."""
+    """Prometheus scrape endpoint, for the metrics token or a platform admin."""
+    check_scraper(request, ctx)
     source: WorkerSource | None = getattr(request.app.state, "metrics_workers", None)
     body = render(FarmCollector(ctx.db, ctx.clock, source))
     return Response(content=body, media_type=CONTENT_TYPE_PLAIN_0_0_4)

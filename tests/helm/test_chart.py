@@ -495,6 +495,7 @@ def test_generated_secret(default_docs: list[Doc]) -> None:
     data = secret_data(default_docs)
     assert set(data) == {
         "secret-key",
+        "metrics-token",
         "bootstrap-admin-token",
         "postgres-password",
         "database-url",
@@ -502,6 +503,7 @@ def test_generated_secret(default_docs: list[Doc]) -> None:
         "s3-secret-key",
     }
     assert len(data["secret-key"]) == 64 and data["secret-key"].isalnum()
+    assert len(data["metrics-token"]) == 48 and data["metrics-token"].isalnum()
     assert len(data["postgres-password"]) == 32
     assert data["database-url"] == (
         f"postgresql+psycopg://farm:{data['postgres-password']}@{FULLNAME}-postgresql:5432/farm"
@@ -613,6 +615,11 @@ def test_monitoring_objects(ci_docs: list[Doc], render_with: Callable[[dict[str,
     assert monitor["spec"]["selector"]["matchLabels"] == one(ci_docs, "Service", API)["spec"]["selector"]
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The scrape sends the same token the API reads as FARM_METRICS_TOKEN.
+    assert monitor["spec"]["endpoints"][0]["bearerTokenSecret"] == {"name": SECRET, "key": "metrics-token"}
+    api_env = {e["name"]: e for c in one(ci_docs, "Deployment", API)["spec"]["template"]["spec"]["containers"]
+               for e in c.get("env", [])}
+    assert api_env["FARM_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "metrics-token"}
     rule = one(ci_docs, "PrometheusRule", f"{FULLNAME}-alerts")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     off = render_with({"monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}})

@@ -21,7 +21,7 @@ from farm.states import JOB_TERMINAL
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]
 
-NO_TOKEN_NEEDED = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+NO_TOKEN_NEEDED = {"/healthz", "/readyz", "/openapi.json"}
 
 
 @pytest.fixture(scope="module")

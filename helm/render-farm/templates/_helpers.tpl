@@ -156,6 +156,7 @@ Render workers do not get these: they run artists' .blend files and report facts
 {{ include "render-farm.storageEnv" . }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_DATABASE_URL" "key" "database-url") }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_SECRET_KEY" "key" "secret-key") }}
+{{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_METRICS_TOKEN" "key" "metrics-token") }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_BOOTSTRAP_ADMIN_TOKEN" "key" "bootstrap-admin-token" "optional" true) }}
 {{- end }}
 
