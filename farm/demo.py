@@ -41,7 +41,7 @@ def run_demo(
             wall = time.monotonic() - started
             got, _ = client.download(job.id, out_dir)
             usage = client.usage()
-            seconds = sum(r.seconds for r in usage.totals)
+            seconds = sum(r.seconds for r in usage.totals if r.resource in ("cpu", "gpu"))
         return {
             "job_id": job.id,
             "status": job.status.value,
