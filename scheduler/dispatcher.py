@@ -201,6 +201,17 @@ class Dispatcher:
             if report.get("task") == slot.task_id and task.status == TaskStatus.DISPATCHED.value:
                 set_task_status(task, TaskStatus.RUNNING, now, f"on {slot.name}")
             self._record_frames(s, task, report.get("events", []), now)
+            if report.get("task") == slot.task_id and report.get("log"):
+                # Blender's output so far: the monitor and `farm logs` show it before the attempt ends.
+                attempt = s.scalar(
+                    select(TaskAttempt).where(
+                        TaskAttempt.task_id == task.id,
+                        TaskAttempt.number == slot.attempt,
+                        TaskAttempt.ended_at.is_(None),
+                    )
+                )
+                if attempt is not None:
+                    attempt.log_tail = str(report["log"])
 
     def _record_frames(self, s: Session, task: Task, events: list[dict[str, Any]], now: datetime) -> None:
         for ev in events:

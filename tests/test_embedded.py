@@ -202,3 +202,22 @@ def test_submit_flags_reach_the_job_settings(farm, sample_blend):
     assert settings["preview"] is False and settings["allow_cpu_fallback"] is False
     bad = cli(farm, "submit", str(sample_blend), "--frames", "1", "--on-chunk-failure", "explode")
     assert bad.exit_code == 2 and "on_chunk_failure" in bad.output
+
+
+def test_the_log_of_a_running_chunk_is_visible_before_it_ends(farm, client, sample_blend):
+    result = client.submit(sample_blend, "1-12", name="live-log", chunk_size=12, resolution="160x120", samples=64)
+    job_id = result.job.id
+    try:
+        wait_for(client, job_id, timeout=120, until=lambda job: job.frames_done >= 2)
+        deadline = time.monotonic() + 10
+        while True:
+            attempt = client.tasks(job_id).tasks[0].attempts[-1]
+            if attempt.ended_at is None and "Saved:" in attempt.log_tail:
+                break
+            assert attempt.ended_at is None, "the chunk ended before its log was seen live"
+            assert time.monotonic() < deadline, f"no live log: {attempt.log_tail!r}"
+            time.sleep(0.1)
+        assert "Saved:" in client.logs(job_id)
+    finally:
+        client.cancel(job_id)
+        wait_for(client, job_id, timeout=30)

@@ -20,6 +20,9 @@ from workers.renderer import ChunkSpec, FrameDone, Renderer, make_renderer
 
 log = logging.getLogger(__name__)
 
+#: How much of a running chunk's log a poll carries (the attempt keeps the same tail when it ends).
+LIVE_LOG_CHARS = 16_000
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -84,6 +87,8 @@ class RenderWorker:
         self._task: str | None = None
         self._progress = 0.0
         self._stop = threading.Event()
+        self._last_log = ""
+        self._rendering = False
         # The lease: renewed at each sign of progress (a frame stored, Blender's sample reports). The scheduler
         # learns its age from ``poll`` and kills an attempt whose lease is older than the task timeout.
         self._renewed = time.monotonic()
@@ -120,13 +125,20 @@ class RenderWorker:
         """Frames stored since the last poll, the current task and its progress; doubles as a heartbeat."""
         with self._lock:
             events, self._events = self._events, []
-            return {
+            report: dict[str, Any] = {
                 "task": self._task,
                 "events": events,
                 "progress": self._progress,
                 "beat": time.time(),
                 "lease_age": time.monotonic() - self._renewed,
             }
+            running = self._task is not None and self._rendering
+        if running:
+            # The log so far, sent only when it grew: the monitor shows it live, mid-chunk.
+            text = self.renderer.live_log()
+            if text and text != self._last_log:
+                self._last_log = report["log"] = text[-LIVE_LOG_CHARS:]
+        return report
 
     def cancel(self, task_id: str) -> bool:
         """Stop the chunk now: nothing more is stored for it."""
@@ -143,6 +155,7 @@ class RenderWorker:
         with self._lock:
             self._task, self._progress, self._events = a.task_id, 0.0, []
             self._renewed = time.monotonic()
+            self._last_log = ""
             self._stop.clear()
         started_wall, started = time.time(), time.monotonic()
         facts: dict[str, Any] = {
@@ -167,9 +180,13 @@ class RenderWorker:
                 out_dir=job_dir / "output" / a.task_id,
                 settings={**a.settings, "threads": int(self.config.resources.get("cpu", 0)), "gpu": gpu},
             )
-            result = self.renderer.render(
-                spec, lambda done: self._store_frame(a, done, stored), self._set_progress, self._stop.is_set
-            )
+            self._rendering = True  # from here on the renderer's live log is this chunk's
+            try:
+                result = self.renderer.render(
+                    spec, lambda done: self._store_frame(a, done, stored), self._set_progress, self._stop.is_set
+                )
+            finally:
+                self._rendering = False
             if self._stop.is_set():
                 result.outcome = "canceled"
             facts.update(

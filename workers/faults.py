@@ -84,15 +84,20 @@ class FaultyRenderer:
         self.script = script
         self.host = host or socket.gethostname()
         self._killed = False
+        self._lines: list[str] = []
 
     def warm(self) -> None:
         self._killed = False
+        self._lines = []
 
     def kill(self) -> None:
         self._killed = True
 
     def close(self) -> None:
         self._killed = True
+
+    def live_log(self) -> str:
+        return "\n".join(list(self._lines))
 
     def render(
         self, spec: ChunkSpec, on_frame: FrameCallback, on_progress: ProgressCallback, stopped: StopCheck
@@ -103,6 +108,7 @@ class FaultyRenderer:
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         device = "GPU:sleep" if spec.settings.get("gpu") else "CPU"
         lines: list[str] = []
+        self._lines = lines  # live_log() reads it while the chunk runs
         for frame in spec.frames:
             lines.append(f"Fra:{frame} Mem:12.00M | Syncing Cube")
             if self.script.fails(frame, self.host):

@@ -72,6 +72,9 @@ class Renderer(Protocol):
     def close(self) -> None:
         """Release everything."""
 
+    def live_log(self) -> str:
+        """What the chunk being rendered has logged so far (its tail); safe from another thread."""
+
 
 class BlenderRenderer:
     """Renders through a persistent bpy subprocess that keeps the .blend loaded across chunks of a job."""
@@ -79,6 +82,7 @@ class BlenderRenderer:
     def __init__(self, work_dir: Path, env: dict[str, str] | None = None, python: str | None = None) -> None:
         self.proc = BlenderProcess(Path(work_dir) / "blender.log", python=python, env=env)
         self._fraction = 0.0
+        self._log_offset: int | None = None  # where the current chunk's output starts in the log file
 
     def warm(self) -> None:
         if not self.proc.alive:
@@ -91,10 +95,15 @@ class BlenderRenderer:
     def close(self) -> None:
         self.proc.stop()
 
+    def live_log(self) -> str:
+        offset = self._log_offset
+        return "" if offset is None else self.proc.log_since(offset)
+
     def render(
         self, spec: ChunkSpec, on_frame: FrameCallback, on_progress: ProgressCallback, stopped: StopCheck
     ) -> ChunkResult:
         log_offset = self.proc.log_size()
+        self._log_offset = log_offset
         result = ChunkResult(outcome="completed")
         self._fraction = 0.0
         started = time.monotonic()
@@ -109,6 +118,7 @@ class BlenderRenderer:
             self.proc.kill()  # a half-rendered chunk leaves Blender in an unknown state: start clean next time
         result.blender_seconds = time.monotonic() - started
         result.log_tail = self.proc.log_since(log_offset)
+        self._log_offset = None  # the next chunk's live log starts empty
         return result
 
     def _render(

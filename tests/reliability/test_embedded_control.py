@@ -32,7 +32,16 @@ def test_pause_resume_and_the_refusals_that_say_why(farm, client, sample_blend):
     paused = cli(farm, "pause", job.id)
     assert paused.exit_code == 0, paused.output
     assert "pause" in paused.output or "completed" in paused.output
-    status = wait_for(lambda: client.job(job.id).status.value in ("paused", "completed") and client.job(job.id).status)
+    try:
+        status = wait_for(
+            lambda: client.job(job.id).status.value in ("paused", "completed") and client.job(job.id).status
+        )
+    except AssertionError:
+        tasks = [
+            (t.index, t.status.value, [(a.status, a.reason) for a in t.attempts]) for t in client.tasks(job.id).tasks
+        ]
+        slots = [(slot.name, slot.task_id, slot.job_id) for slot in farm.pool.slots]
+        raise AssertionError(f"job {client.job(job.id)!r}; tasks {tasks}; slots {slots}") from None
     if status.value == "paused":
         tasks = client.tasks(job.id).tasks
         assert {t.status.value for t in tasks} <= {"completed", "paused"}
