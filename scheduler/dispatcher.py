@@ -431,14 +431,17 @@ class Dispatcher:
                 s.scalars(
                     select(Job).where(
                         (Job.status == JobStatus.CANCEL_REQUESTED.value)
-                        | ((Job.status == JobStatus.PAUSE_REQUESTED.value) & Job.pause_now.is_(True))
+                        # Plain pauses too: a pause recorded just after the last running chunk was settled
+                        # has nobody else to settle it.
+                        | (Job.status == JobStatus.PAUSE_REQUESTED.value)
                         | (Job.id.in_(busy_jobs) & Job.status.in_([j.value for j in JOB_TERMINAL]))
                     )
                 )
             )
             for job in stopping:
                 holding = [slot for slot in busy.values() if slot.job_id == job.id]
-                for slot in holding:
+                plain_pause = job.status == JobStatus.PAUSE_REQUESTED.value and not job.pause_now
+                for slot in [] if plain_pause else holding:  # a plain pause lets running chunks finish
                     if not slot.cancel_sent and slot.task_id is not None:
                         slot.actor.cancel.remote(slot.task_id)
                         slot.cancel_sent = True

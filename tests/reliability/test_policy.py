@@ -294,6 +294,21 @@ def test_pause_now_stops_running_chunks_and_a_plain_pause_does_not(db, dispatche
     assert job.status == "queued" and [t.status for t in tasks] == ["queued", "queued"]
 
 
+def test_a_pause_recorded_after_the_last_running_chunk_settled_is_still_carried_out(db, dispatcher):
+    # The race: the API saw a chunk in flight (so it left settling to the scheduler), but the scheduler had
+    # already settled that chunk's end while the job was still active.
+    job_id = make_job(db, chunks=2)
+    dispatch(db, f"{job_id}-t0", "a")
+    finish(db, dispatcher, f"{job_id}-t0", "completed")
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        job.status = JobStatus.PAUSE_REQUESTED.value  # what request_pause wrote, having seen t0 in flight
+    dispatcher.pool.slots = []
+    dispatcher._carry_out_requests()
+    job, tasks = state(db, job_id)
+    assert job.status == "paused" and [t.status for t in tasks] == ["completed", "paused"]
+
+
 def test_pause_and_resume_of_a_job_with_nothing_running(db):
     job_id = make_job(db, chunks=2, status=JobStatus.QUEUED)
     with db.session() as s:
