@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from farm.auth import Principal
 from farm.clock import new_id, utc
 from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, OutputFormat, TaskOut
+from farm.db.engine import take_sqlite_write_lock
 from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
 from farm.errors import Conflict, MissingBlobs, NotFound
 from farm.frames import chunk_frames, format_frames, parse_frames
@@ -74,7 +75,8 @@ def get_job(session: Session, who: Principal, job_id: str, lock: bool = False) -
     if not who.is_platform_admin:
         query = query.where(Job.company_id == who.company_id)
     if lock:
-        query = query.with_for_update()
+        take_sqlite_write_lock(session, job_id)
+        query = query.with_for_update().execution_options(populate_existing=True)
     job = session.scalar(query)
     if job is None:
         raise NotFound(f"job {job_id!r} not found")

@@ -7,7 +7,7 @@ never in between. A row someone else holds is skipped rather than waited for, so
 API request and two claimers can never deadlock; a skipped chunk is simply offered again on the next pass. A task
 already dispatched, or a job canceled meanwhile, fails the re-check and is skipped too.
 
-SQLite needs none of this: it has one writer at a time, and the embedded farm has one scheduler thread.
+On SQLite (one writer at a time) the claim takes the write lock before it re-reads the job and the task.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from farm.db.engine import is_postgresql
+from farm.db.engine import is_postgresql, take_sqlite_write_lock
 from farm.db.models import Job, Task
 from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 
@@ -23,7 +23,21 @@ from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 def claim(session: Session, job: Job, task: Task) -> bool:
     """True when ``task`` of ``job`` may be dispatched now; both objects are refreshed from the locked rows."""
     if not is_postgresql(session.get_bind()):
-        return True
+        # SQLite: hold the one write lock, then re-read: a pause or cancel the API committed since the
+        # candidates were read is seen here, and none can land until this claim commits.
+        take_sqlite_write_lock(session, job.id)
+        fresh_job = session.scalar(
+            select(Job).where(Job.id == job.id).execution_options(populate_existing=True)
+        )
+        fresh_task = session.scalar(
+            select(Task).where(Task.id == task.id).execution_options(populate_existing=True)
+        )
+        return (
+            fresh_job is not None
+            and fresh_task is not None
+            and fresh_job.status in {s.value for s in JOB_DISPATCHABLE}
+            and fresh_task.status in {s.value for s in TASK_RUNNABLE}
+        )
     locked_job = session.scalar(
         select(Job)
         .where(Job.id == job.id, Job.status.in_([s.value for s in JOB_DISPATCHABLE]))

@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,6 +34,20 @@ def normalise_url(url: str) -> str:
 def is_postgresql(engine: Engine | Connection) -> bool:
     """True on PostgreSQL (row locks such as ``FOR UPDATE SKIP LOCKED`` are worth taking there)."""
     return engine.dialect.name == "postgresql"
+
+
+def take_sqlite_write_lock(session: Session, job_id: str) -> None:
+    """On SQLite, start this session's write transaction now, before reading what it will change.
+
+    pysqlite begins a transaction only at the first write, so rows read before it can be stale by then and a
+    decision taken on them can undo another process's change (a pause, a claim). A no-op write on the job row
+    takes SQLite's single write lock first; what the session reads afterwards stays current until it commits.
+    Other databases use row locks instead (``FOR UPDATE``); there this does nothing.
+    """
+    from farm.db.models import Job
+
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Job).where(Job.id == job_id).values(status=Job.status))
 
 
 def make_engine(url: str) -> Engine:
