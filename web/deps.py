@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from farm import jobs
 from farm.auth import Principal, resolve_token
 from farm.clock import Clock
+from farm.contract import JobOut
 from farm.db.engine import Database
+from farm.db.models import Job
 from farm.settings import ServerSettings
 from storage.base import ObjectStore
 
@@ -57,3 +61,16 @@ def principal(request: Request, ctx: Ctx) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+def act_on_job(
+    ctx: AppContext, who: Principal, job_id: str, action: Callable[[Session, Job, datetime], object]
+) -> JobOut:
+    """The shape of every job control route: lock the job (404 for another company's), record the wish, answer
+    with the job as it is now, and wake an in-process scheduler to carry it out."""
+    with ctx.db.session() as session:
+        job = jobs.get_job(session, who, job_id, lock=True)
+        action(session, job, ctx.clock.now())
+        out = jobs.job_out(session, job)
+    ctx.notify()
+    return out

@@ -23,7 +23,7 @@ from farm.contract import (
 )
 from farm.errors import ValidationFailed
 from farm.states import JobStatus
-from web.deps import Caller, Ctx
+from web.deps import Caller, Ctx, act_on_job
 
 router = APIRouter(prefix="/api/v1")
 
@@ -96,12 +96,7 @@ def get_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
     """Ask for the job to stop; running chunks are killed by the scheduler."""
-    with ctx.db.session() as s:
-        job = jobs.get_job(s, who, job_id, lock=True)
-        jobs.request_cancel(s, job, ctx.clock.now())
-        out = jobs.job_out(s, job)
-    ctx.notify()
-    return out
+    return act_on_job(ctx, who, job_id, jobs.request_cancel)
 
 
 @router.get("/jobs/{job_id}/tasks", response_model=TaskList)

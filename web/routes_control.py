@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from farm import control, jobs
 from farm.contract import Blocklist, JobOut, UnblockRequest
-from web.deps import Caller, Ctx
+from web.deps import Caller, Ctx, act_on_job
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 
@@ -15,34 +15,19 @@ router = APIRouter(prefix="/api/v1", tags=["control"])
 @router.post("/jobs/{job_id}/pause", response_model=JobOut)
 def pause_job(job_id: str, who: Caller, ctx: Ctx, now: bool = False) -> JobOut:
     """Stop handing out the job's chunks; running ones finish first, or are stopped at once with ``now=true``."""
-    with ctx.db.session() as s:
-        job = jobs.get_job(s, who, job_id, lock=True)
-        control.request_pause(s, job, ctx.clock.now(), stop_running=now)
-        out = jobs.job_out(s, job)
-    ctx.notify()
-    return out
+    return act_on_job(ctx, who, job_id, lambda s, job, at: control.request_pause(s, job, at, stop_running=now))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobOut)
 def resume_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
     """Put a paused job's chunks back in the queue."""
-    with ctx.db.session() as s:
-        job = jobs.get_job(s, who, job_id, lock=True)
-        control.resume(s, job, ctx.clock.now())
-        out = jobs.job_out(s, job)
-    ctx.notify()
-    return out
+    return act_on_job(ctx, who, job_id, control.resume)
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut)
 def retry_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
     """Requeue the chunks that failed or were canceled, each with a fresh count of attempts."""
-    with ctx.db.session() as s:
-        job = jobs.get_job(s, who, job_id, lock=True)
-        control.retry(s, job, ctx.clock.now())
-        out = jobs.job_out(s, job)
-    ctx.notify()
-    return out
+    return act_on_job(ctx, who, job_id, control.retry)
 
 
 @router.get("/jobs/{job_id}/blocklist", response_model=Blocklist)
