@@ -1,4 +1,4 @@
-"""Client SDK for tenancy: who am I, companies, tokens, and usage reports narrowed to one company."""
+"""Client SDK for tenancy and upkeep: who am I, companies, tokens, usage reports, and the store check."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from farm.contract import (
     CompanyList,
     CompanyOut,
     CompanyUpdate,
+    FsckReport,
+    FsckRequest,
     TokenCreate,
     TokenCreated,
     TokenList,
@@ -17,6 +19,8 @@ from farm.contract import (
     UsageReport,
     WhoAmI,
 )
+
+FSCK_TIMEOUT_S = 3600.0
 
 
 class AdminClient(FarmClient):
@@ -64,3 +68,10 @@ class AdminClient(FarmClient):
         if company:
             params["company"] = company
         return UsageReport.model_validate(self._request("GET", "/api/v1/usage", params=params).json())
+
+    def fsck(self, repair: bool = False, grace_minutes: float = 60.0) -> FsckReport:
+        """Check the database against the object store (platform admins); ``repair`` fixes what is safe."""
+        body = FsckRequest(repair=repair, grace_minutes=grace_minutes).model_dump(mode="json")
+        # It lists the whole store: allow far longer than an ordinary call.
+        response = self._request("POST", "/api/v1/admin/fsck", json=body, timeout=FSCK_TIMEOUT_S)
+        return FsckReport.model_validate(response.json())

@@ -3,35 +3,82 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from farm.auth import Principal
 from farm.contract import BlobCommit, DirectUpload
 from farm.db.models import Blob
 from farm.errors import PayloadTooLarge, ValidationFailed
-from storage.base import ObjectStore, blob_key, check_key
+from storage.base import ObjectInfo, ObjectStore, blob_key, check_key
+
+log = logging.getLogger(__name__)
+
+STAT_THREADS = 8  # the S3 backend makes one HTTP HEAD per stat: a few at once, not one per hash
 
 
-def missing(session: Session, who: Principal, hashes: list[str]) -> list[str]:
-    """The hashes this company has not uploaded (another company's blobs never count)."""
+def stat_many(store: ObjectStore, keys: Sequence[str], threads: int = STAT_THREADS) -> list[ObjectInfo | None]:
+    """``store.stat`` of each key, in order, on a small thread pool; the first ``StorageError`` is raised."""
+    if len(keys) <= 1:
+        return [store.stat(k) for k in keys]
+    pool = ThreadPoolExecutor(max_workers=min(threads, len(keys)), thread_name_prefix="stat")
+    try:
+        return list(pool.map(store.stat, keys))
+    finally:
+        # After a failure, the stats not started yet are dropped rather than waited for.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def missing(session: Session, store: ObjectStore, who: Principal, hashes: list[str]) -> list[str]:
+    """The hashes this company has to upload (another company's blobs never count).
+
+    A row is trusted only while its object is in the store with the row's size: a row whose object was lost
+    (deleted behind the farm's back, a restore from mismatched backups) is deleted and its hash reported
+    missing, so the client uploads it again instead of submitting a job no worker can materialise.
+    """
     wanted = sorted(set(hashes))
-    held: set[str] = set()
+    held: dict[str, int] = {}
     for i in range(0, len(wanted), 500):
         part = wanted[i : i + 500]
-        held.update(
-            session.scalars(
-                select(Blob.sha256).where(Blob.company_id == who.company_id, Blob.sha256.in_(part))
-            )
+        rows = session.execute(
+            select(Blob.sha256, Blob.size).where(Blob.company_id == who.company_id, Blob.sha256.in_(part))
         )
-    return [h for h in wanted if h not in held]
+        held.update((str(sha), int(size)) for sha, size in rows)
+    shas = sorted(held)
+    infos = stat_many(store, [blob_key(who.company_id, sha) for sha in shas])
+    lost: list[str] = []
+    for sha, info in zip(shas, infos, strict=True):
+        if info is not None and info.size == held[sha]:
+            continue
+        lost.append(sha)
+        log.warning(
+            "blob %s of company %s (%s) is recorded but its object is %s: forgetting it so it is uploaded again",
+            sha,
+            who.company,
+            who.company_id,
+            "absent" if info is None else f"{info.size} bytes, not {held[sha]}",
+        )
+    for i in range(0, len(lost), 500):
+        session.execute(delete(Blob).where(Blob.company_id == who.company_id, Blob.sha256.in_(lost[i : i + 500])))
+    gone = set(lost)
+    return [h for h in wanted if h not in held or h in gone]
+
+
+def _held(store: ObjectStore, row: Blob | None) -> bool:
+    """Whether a blob row's object is in the store with the row's size."""
+    if row is None:
+        return False
+    info = store.stat(blob_key(row.company_id, row.sha256))
+    return info is not None and info.size == row.size
 
 
 async def receive(
@@ -68,12 +115,25 @@ async def receive(
 def commit(
     session: Session, store: ObjectStore, who: Principal, sha256: str, path: Path, size: int, now: datetime
 ) -> bool:
-    """Store a verified upload and record it; False when the company already held it."""
+    """Store a verified upload and record it; False when the company already held it (row and object).
+
+    A row whose object is gone or has another size gets the object again from this upload.
+    """
     try:
-        if session.get(Blob, (who.company_id, sha256)) is not None:
+        row = session.get(Blob, (who.company_id, sha256))
+        if _held(store, row):
             return False
         store.put_file(blob_key(who.company_id, sha256), path)
-        session.add(Blob(company_id=who.company_id, sha256=sha256, size=size, created_at=now))
+        if row is None:
+            session.add(Blob(company_id=who.company_id, sha256=sha256, size=size, created_at=now))
+        else:
+            log.warning(
+                "blob %s of company %s (%s) was recorded without its object: stored it again",
+                sha256,
+                who.company,
+                who.company_id,
+            )
+            row.size = size
         return True
     finally:
         path.unlink(missing_ok=True)
@@ -141,7 +201,7 @@ def commit_direct(
     """
     staged = upload_key(who.company_id, sha256, body.upload)
     try:
-        if session.get(Blob, (who.company_id, sha256)) is not None:
+        if _held(store, session.get(Blob, (who.company_id, sha256))):
             return False, body.size
         info = store.stat(staged)
         if info is None:

@@ -205,6 +205,7 @@ class FarmClient:
             blend_file=pack.blend_rel,
             manifest=entries,
             frames=frames,
+            allow_missing=allow_missing,
             **options,
         )
         job = self.create_job(spec)

@@ -73,6 +73,10 @@ class JobCreate(Strict):
     max_attempts: int = Field(default=3, ge=1, le=20)
     on_chunk_failure: ChunkFailurePolicy = ChunkFailurePolicy.CONTINUE
     preview: bool = Field(default=True, description="store an MP4 preview after the last frame (needs ffmpeg)")
+    allow_missing: bool = Field(
+        default=False,
+        description="render even when Blender finds inputs missing after opening the scene (the job shows a warning)",
+    )
 
     @field_validator("manifest")
     @classmethod
@@ -123,6 +127,7 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    warning: str = Field(default="", description="what the studio should know, e.g. inputs rendered as missing")
 
 
 class JobList(BaseModel):
@@ -141,6 +146,10 @@ class AttemptOut(BaseModel):
     exit_code: int | None
     reason: str
     log_tail: str
+    fault: str = Field(
+        default="", description="whose fault a failed attempt was: scene (not retried), node, storage (waits)"
+    )
+    warning: str = ""
 
 
 class TaskOut(BaseModel):
@@ -203,6 +212,51 @@ class GcReport(BaseModel):
     blobs: list[str] = Field(description="'company/sha256' of each blob no job within the retention references")
     blob_bytes: int
     stale_uploads: int = Field(description="direct uploads never committed, older than a day")
+
+
+class FsckRequest(Strict):
+    """``POST /api/v1/admin/fsck``: check the database against the object store, and with ``repair`` fix it."""
+
+    repair: bool = Field(default=False, description="delete blob rows without objects and old orphan blobs")
+    grace_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=525_600,
+        description="orphan blob objects younger than this may be uploads in flight: never deleted",
+    )
+
+
+class FsckSizeMismatch(BaseModel):
+    key: str
+    recorded: int = Field(description="size in the database row")
+    stored: int = Field(description="size of the object in the store")
+
+
+class FsckJob(BaseModel):
+    """A job with stored frames that are lost: its chunks must be rendered again."""
+
+    id: str
+    company: str
+    status: JobStatus
+    frames: list[int] = Field(description="frames whose object is missing or has the wrong size")
+
+
+class FsckReport(BaseModel):
+    """What ``farm admin fsck`` found, and with ``repair`` what it fixed. Lists hold object keys."""
+
+    repaired: bool
+    grace_minutes: float
+    blob_rows_without_objects: list[str]
+    blob_objects_without_rows: list[str]
+    frames_without_objects: list[str]
+    size_mismatches: list[FsckSizeMismatch]
+    jobs_with_lost_frames: list[FsckJob] = Field(description="render these again; nothing is changed on them")
+    orphans_kept: list[str] = Field(
+        description="blob objects without rows left alone: younger than the grace period, or of unknown age"
+    )
+    deleted_rows: int
+    deleted_objects: int
+    failed_deletes: int = Field(description="objects the store refused to delete (see the server log)")
 
 
 class BlobOut(BaseModel):

@@ -97,6 +97,10 @@ def unblock(session: Session, job: Job, node: str | None, now: datetime) -> list
     if node is not None and node not in {e.node for e in blocklist.entries(session, job.id)}:
         raise NotFound(f"node {node!r} has no failed chunks of job {job.id}; `farm status {job.id}` lists them")
     cleared = blocklist.unblock(session, job.id, node)
-    if cleared and JobStatus(job.status) in (JobStatus.QUEUED, JobStatus.ACTIVE):
+    if cleared and JobStatus(job.status) is JobStatus.FAILED and job.status_reason.startswith(blocklist.NO_NODE_LEFT):
+        # The job failed only because no node could take it: with a node back, it runs again.
+        retry(session, job, now)
+        job.status_reason = f"unblocked {', '.join(cleared)}; running again"
+    elif cleared and JobStatus(job.status) in (JobStatus.QUEUED, JobStatus.ACTIVE):
         job.status_reason = f"unblocked {', '.join(cleared)}"
     return cleared

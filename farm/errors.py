@@ -14,6 +14,7 @@
     ├── PayloadTooLarge       413  an upload above the configured maximum
     ├── QuotaExceeded         429  a company limit stops this now
     └── StorageError          503  the object store failed or is unreachable
+        └── ObjectMissing     503  the store answered, and the object is not there (lost behind the farm's back)
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class QuotaExceeded(FarmError):
 
 class StorageError(FarmError):
     status_code = 503
+
+
+class ObjectMissing(StorageError):
+    """The store is up and says the object does not exist: waiting will not bring it back."""

@@ -49,6 +49,7 @@ def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime)
             "max_attempts": spec.max_attempts,
             "preview": spec.preview,
             "on_chunk_failure": spec.on_chunk_failure.value,
+            "allow_missing": spec.allow_missing,
         },
         frames_total=len(frames),
         created_at=now,
@@ -146,6 +147,7 @@ def jobs_out(session: Session, jobs: list[Job]) -> list[JobOut]:
             created_at=utc(job.created_at),
             started_at=utc(job.started_at) if job.started_at else None,
             finished_at=utc(job.finished_at) if job.finished_at else None,
+            warning=job.warning,
         )
         for job in jobs
     ]
@@ -196,6 +198,8 @@ def tasks_out(session: Session, job: Job) -> list[TaskOut]:
                     exit_code=a.exit_code,
                     reason=a.reason,
                     log_tail=a.log_tail,
+                    fault=a.fault,
+                    warning=a.warning,
                 )
                 for a in attempts.get(task.id, [])
             ],

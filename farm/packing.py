@@ -7,6 +7,9 @@ same layout a ``bat pack`` would produce:
 * files outside it go under ``_outside_project/<absolute path without its root>``, and every .blend that
   refers to them (the scene, or a linked library) is rewritten in a temporary copy to point there;
 * absolute paths to files inside the project are rewritten to relative ones the same way;
+* a relative path that leaves the project folder and comes back in (``//../<project folder>/x.png``) works
+  only where the folders are named as here: its file keeps its project path and the .blend is rewritten
+  (``//x.png``), since the job folder on the farm has another name (BAT alone would keep the detour);
 * linked libraries are traced recursively, image sequences and caches expand to their files.
 
 Nothing is copied unless a .blend needs rewriting; the copies live in a temporary folder that
@@ -125,7 +128,47 @@ def _recording_packer(blend: Path, root: Path, target: Path) -> Any:
             self.recorder = Recorder()
             return self.recorder
 
+        def strategise(self) -> None:
+            super().strategise()
+            _rewrite_detours(self)
+
     return RecordingPacker(blend, root, str(target))
+
+
+def _rewrite_detours(packer: Any) -> None:
+    """Rewrite every relative path that would not find its file in the packed layout.
+
+    BAT keeps a ``//`` path as it is when the file it names lies inside the project, but a path such as
+    ``//../<project folder>/textures/x.png`` only finds its file when the folders around the project are
+    named as on this machine: on the farm the job folder has another name, and Blender renders the missing
+    texture magenta. The same happens to a .blend that BAT moves under ``_outside_project`` (a linked library
+    outside the project) when it names a file inside the project relatively. So after BAT's plan, each kept
+    path is resolved from where its .blend will be in the pack; where that is not where the file will be,
+    the .blend gets the path rewritten (``//textures/x.png``), the same rewrite BAT does for outside files.
+    """
+    from blender_asset_tracer import bpathlib
+    from blender_asset_tracer.pack import PathAction
+
+    actions = packer._actions
+    for action in list(actions.values()):
+        if action.path_action is not PathAction.KEEP_PATH or action.new_path is None:
+            continue  # BAT rewrites every use of a file it moves
+        for usage in action.usages:
+            if not usage.asset_path.is_blendfile_relative():
+                continue
+            blend = actions.get(bpathlib.make_absolute(usage.block.bfile.filepath))
+            if blend is None or blend.new_path is None:
+                continue
+            packed_dir = bpathlib.BlendPath(blend.new_path.parent)  # type: ignore[no-untyped-call]
+            resolved = bpathlib.make_absolute(Path(usage.asset_path.absolute(packed_dir).to_path()))
+            if resolved == bpathlib.make_absolute(action.new_path):
+                continue
+            log.info(
+                "%s: %s would miss its file in the job folder; rewritten",
+                usage.block.bfile.filepath,
+                usage.asset_path,
+            )
+            blend.rewrites.append(usage)
 
 
 def trace(blend: Path, root: Path | None = None) -> Pack:
@@ -154,6 +197,8 @@ def trace(blend: Path, root: Path | None = None) -> Pack:
         recorder = packer.recorder
         assert recorder is not None
         rewrite_dir = Path(packer._rewrite_in)
+        # A rewritten copy stands for its original, which may lie outside the project (a linked library).
+        originals = {Path(a.read_from): Path(path) for path, a in packer._actions.items() if a.read_from}
         for src, dst in recorder.items:
             rel = PurePath(dst).relative_to(target).as_posix()
             if rel == "pack-info.txt" and src.parent == rewrite_dir:
@@ -166,8 +211,9 @@ def trace(blend: Path, root: Path | None = None) -> Pack:
                 pack.rewritten.add(rel)
             else:
                 local = src
-                if not _inside(src, root):
-                    pack.outside.append(src)
+            original = originals.get(src, src)
+            if not _inside(original, root):
+                pack.outside.append(original)
             pack.files[rel] = local
         pack.missing = sorted(str(p) for p in packer.missing_files)
     except BaseException:

@@ -1,8 +1,10 @@
 """Per-job node blocklist: a node that fails ``threshold`` chunks of one job gets no more chunks of that job.
 
-Only failed attempts count (Blender crashed, a frame errored, the lease expired); a lost worker or a chunk
-stopped by pause/cancel says nothing about the node. ``farm unblock JOB [NODE]`` clears the count, so the node
-gets a fresh start. No Ray here: the API reads and clears the list too.
+Chunks count, not attempts: a chunk that fails three times on the only node counts once. Only node faults count
+(Blender crashed, the lease expired, the worker died: ``farm.lifecycle.outcomes.Fault.NODE``); a scene error, a
+store outage, a lost worker or a chunk stopped by pause/cancel says nothing about the node.
+``farm unblock JOB [NODE]`` clears the count, so the node gets a fresh start. No Ray here: the API reads and
+clears the list too.
 """
 
 from __future__ import annotations
@@ -13,23 +15,38 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from farm.db.models import BlocklistEntry
+from farm.db.models import BlocklistEntry, TaskAttempt
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 3
+#: The reason of a job that failed because every node that could take it is blocklisted; unblocking a node of
+#: such a job runs it again (``farm.control.unblock``).
+NO_NODE_LEFT = "no node may render this job any more: "
 
 
 def record_failure(
-    session: Session, job_id: str, node: str, reason: str, now: datetime, threshold: int = DEFAULT_THRESHOLD
+    session: Session,
+    job_id: str,
+    node: str,
+    reason: str,
+    now: datetime,
+    threshold: int = DEFAULT_THRESHOLD,
+    task_id: str | None = None,
+    attempt: int | None = None,
 ) -> bool:
-    """Count one failed chunk of the job on the node; True when this failure blocks the node."""
+    """Count a failed chunk of the job on the node (a chunk that already failed there counts once); True when
+    this failure blocks the node."""
     if not node:
         return False
     entry = session.get(BlocklistEntry, (job_id, node))
     if entry is None:
         entry = BlocklistEntry(job_id=job_id, node=node, failures=0, reason="", updated_at=now)
         session.add(entry)
+    elif task_id is not None and _failed_there_before(session, task_id, node, attempt):
+        entry.reason = reason[:2000]
+        entry.updated_at = now
+        return False
     entry.failures += 1
     entry.reason = reason[:2000]
     entry.updated_at = now
@@ -40,6 +57,19 @@ def record_failure(
         )
         return True
     return False
+
+
+def _failed_there_before(session: Session, task_id: str, node: str, attempt: int | None) -> bool:
+    """Whether an earlier attempt of the chunk already failed on the node by the node's fault."""
+    query = select(TaskAttempt.id).where(
+        TaskAttempt.task_id == task_id,
+        TaskAttempt.node == node,
+        TaskAttempt.status == "failed",
+        TaskAttempt.fault == "node",
+    )
+    if attempt is not None:
+        query = query.where(TaskAttempt.number < attempt)
+    return session.scalar(query.limit(1)) is not None
 
 
 def blocked_nodes(session: Session, job_id: str) -> set[str]:

@@ -21,6 +21,7 @@ from farm.clock import Clock
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.frames import format_frames
+from farm.lifecycle.outcomes import Fault, Outcome, Verdict, decide
 from farm.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
 from farm.transitions import set_job_status, set_task_status, settle_job
 from scheduler import blocklist, claims
@@ -38,7 +39,10 @@ KILL_GRACE_S = 10.0
 #: How often jobs that cannot run anywhere get their reason refreshed.
 EXPLAIN_INTERVAL_S = 2.0
 REQUESTS_INTERVAL_S = 0.25
+#: How often workers are told which ended jobs' folders to remove.
+PRUNE_INTERVAL_S = 5.0
 WAITING = "waiting: "
+NO_NODE_LEFT = blocklist.NO_NODE_LEFT
 
 
 class Dispatcher:
@@ -70,6 +74,11 @@ class Dispatcher:
         self.on_change: Callable[[], None] | None = None
         self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.preview.PreviewMaker
         self.periodic: list[Callable[[], None]] = []  # cheap calls each loop turn (storage sampler)
+        # Chunks waiting out a store outage: task id -> (consecutive outages, monotonic time of the next try).
+        # Kept in memory: after a restart they simply try again at once.
+        self._store_waits: dict[str, tuple[int, float, str]] = {}
+        self._jobs_seen: dict[str, set[str]] = {}  # slot name -> jobs whose folder it may hold
+        self._pruned_at = 0.0
 
     # ---- start-up ---------------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -136,6 +145,7 @@ class Dispatcher:
             happened |= self._carry_out_requests()
         happened |= self._dispatch()
         self._explain_waiting()
+        self._prune_job_folders()
         self._send_polls()
         if happened and self.on_change is not None:
             self.on_change()
@@ -176,9 +186,9 @@ class Dispatcher:
                     why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
                     self._worker_lost(slot, why, died=isinstance(exc, ActorDiedError))
                 else:
-                    if slot.kill_reason and facts.get("outcome") != "completed":
-                        # Stopped by the scheduler because its lease expired: a failure of the attempt.
-                        facts.update(outcome="failed", reason=slot.kill_reason, exit_code=None)
+                    if slot.kill_reason and facts.get("outcome") != Outcome.COMPLETED:
+                        # Stopped by the scheduler because its lease expired: a failure of the attempt, the node's.
+                        facts.update(outcome="failed", reason=slot.kill_reason, exit_code=None, fault="node")
                     elif facts.get("outcome") == "canceled" and not facts.get("reason"):
                         facts["reason"] = "stopped on request (cancel, pause --now, or the job ended)"
                     self._apply_facts(slot, facts)
@@ -200,7 +210,7 @@ class Dispatcher:
                 return
             if report.get("task") == slot.task_id and task.status == TaskStatus.DISPATCHED.value:
                 set_task_status(task, TaskStatus.RUNNING, now, f"on {slot.name}")
-            self._record_frames(s, task, report.get("events", []), now)
+            self._record_frames(s, task, slot.attempt, report.get("events", []), now)
             if report.get("task") == slot.task_id and report.get("log"):
                 # Blender's output so far: the monitor and `farm logs` show it before the attempt ends.
                 attempt = s.scalar(
@@ -213,24 +223,47 @@ class Dispatcher:
                 if attempt is not None:
                     attempt.log_tail = str(report["log"])
 
-    def _record_frames(self, s: Session, task: Task, events: list[dict[str, Any]], now: datetime) -> None:
+    def _record_frames(self, s: Session, task: Task, attempt: int, events: list[dict[str, Any]], now: datetime) -> None:
+        """Record frames the attempt stored. Only this attempt's frames of this chunk count; a frame row never
+        moves from one chunk to another."""
+        wanted = set(task.frames)
         for ev in events:
-            if ev.get("task_id") != task.id:
+            frame = int(ev["frame"])
+            if ev.get("task_id") != task.id or int(ev.get("attempt", -1)) != attempt or frame not in wanted:
+                log.error(
+                    "task %s attempt %d: refused a frame event of task %s attempt %s frame %s",
+                    task.id,
+                    attempt,
+                    ev.get("task_id"),
+                    ev.get("attempt"),
+                    frame,
+                )
                 continue
-            s.merge(
-                Frame(
-                    job_id=task.job_id,
-                    frame=int(ev["frame"]),
-                    task_id=task.id,
-                    key=str(ev["key"]),
-                    name=str(ev["name"]),
-                    size=int(ev["size"]),
-                    sha256=str(ev["sha256"]),
-                    device=str(ev.get("device", "CPU")),
-                    render_seconds=float(ev.get("seconds", 0.0)),
-                    created_at=now,
+            row = s.get(Frame, (task.job_id, frame))
+            if row is None:
+                row = Frame(job_id=task.job_id, frame=frame, task_id=task.id)
+                s.add(row)
+            elif row.task_id != task.id:
+                log.error(
+                    "job %s frame %d belongs to task %s, not %s: refused", task.job_id, frame, row.task_id, task.id
+                )
+                continue
+            row.key, row.name = str(ev["key"]), str(ev["name"])
+            row.size, row.sha256 = int(ev["size"]), str(ev["sha256"])
+            row.device, row.render_seconds = str(ev.get("device", "CPU")), float(ev.get("seconds", 0.0))
+            row.created_at = now
+
+    @staticmethod
+    def _missing_frames(s: Session, task: Task) -> list[int]:
+        """Frames of the chunk with no stored file (size and sha256) recorded for it."""
+        stored = set(
+            s.scalars(
+                select(Frame.frame).where(
+                    Frame.job_id == task.job_id, Frame.task_id == task.id, Frame.sha256 != "", Frame.size >= 0
                 )
             )
+        )
+        return sorted(set(task.frames) - stored)
 
     def _apply_facts(self, slot: Slot, facts: dict[str, Any]) -> None:
         """Decide what a finished attempt means: completed, retry, failed or canceled."""
@@ -242,12 +275,12 @@ class Dispatcher:
                 slot.release()
                 return
             job = s.get(Job, task.job_id)
-            assert job is not None
-            self._record_frames(s, task, facts.get("frames", []), now)
+            if job is None:
+                slot.release()
+                return
+            self._record_frames(s, task, int(facts["attempt"]), facts.get("frames", []), now)
             attempt = s.scalar(
-                select(TaskAttempt).where(
-                    TaskAttempt.task_id == task.id, TaskAttempt.number == facts["attempt"]
-                )
+                select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == facts["attempt"])
             )
             started = datetime.fromtimestamp(float(facts["started_at"]), UTC)
             ended = datetime.fromtimestamp(float(facts["ended_at"]), UTC)
@@ -260,6 +293,10 @@ class Dispatcher:
                 attempt.reason = str(facts.get("reason", ""))
                 attempt.log_tail = str(facts.get("log_tail", ""))[-16_000:]
                 attempt.node = str(facts.get("node", slot.node))
+                attempt.fault = str(facts.get("fault", "")) if outcome == Outcome.FAILED else ""
+                attempt.warning = str(facts.get("warning", ""))[:4000]
+            if facts.get("warning") and not job.warning:
+                job.warning = str(facts["warning"])[:4000]
             for resource, count in dict(facts.get("resources", {})).items():
                 if float(count) > 0:
                     ledger.record(
@@ -278,7 +315,8 @@ class Dispatcher:
                             outcome=outcome,
                         ),
                     )
-            self._settle_task(s, job, task, outcome, str(facts.get("reason", "")), now)
+            fault = Fault(str(facts.get("fault", "")) or ("node" if outcome == Outcome.FAILED else ""))
+            self._settle_task(s, job, task, Outcome(outcome), fault, str(facts.get("reason", "")), now, attempt)
             was_completed = job.status == JobStatus.COMPLETED.value
             settle_job(s, job, now)
             completed_job = job.id if not was_completed and job.status == JobStatus.COMPLETED.value else None
@@ -290,37 +328,72 @@ class Dispatcher:
                 log.exception("job %s: the on-completion hook failed", completed_job)
 
     def _settle_task(
-        self, s: Session, job: Job, task: Task, outcome: str, reason: str, now: datetime
+        self,
+        s: Session,
+        job: Job,
+        task: Task,
+        outcome: Outcome,
+        fault: Fault,
+        reason: str,
+        now: datetime,
+        attempt: TaskAttempt | None = None,
     ) -> None:
-        """Decide what an attempt's outcome means for its chunk: done, requeued, retried or failed.
-
-        Only failed attempts count: against the chunk (``max_attempts``) and against the node (the blocklist).
-        A chunk stopped by pause or lost with its worker is requeued as it was.
-        """
-        status = TaskStatus(task.status)
-        if status not in TASK_IN_FLIGHT:
+        """Apply the verdict on an attempt (``farm.lifecycle.outcomes.decide``) to its chunk, job and node."""
+        if TaskStatus(task.status) not in TASK_IN_FLIGHT:
             return
         job_status = JobStatus(job.status)
-        if outcome == "completed":
-            set_task_status(task, TaskStatus.COMPLETED, now)
-        elif job_status is JobStatus.CANCEL_REQUESTED or job_status in JOB_TERMINAL:
+        if outcome is not Outcome.COMPLETED and (
+            job_status is JobStatus.CANCEL_REQUESTED or job_status in JOB_TERMINAL
+        ):
             set_task_status(task, TaskStatus.CANCELED, now, f"job {job_status.value}")
-        elif outcome in ("canceled", "lost"):
-            set_task_status(task, TaskStatus.QUEUED, now, "stopped by the scheduler; requeued")
+            return
+        waits = self._store_waits.get(task.id, (0, 0.0, ""))[0] + 1 if fault is Fault.STORAGE else 0
+        verdict = decide(
+            outcome,
+            fault,
+            reason,
+            failures_before=task.failures,
+            max_attempts=int(str(job.settings.get("max_attempts", 3))),
+            missing_frames=self._missing_frames(s, task) if outcome is Outcome.COMPLETED else [],
+            storage_waits=waits,
+        )
+        self._apply_verdict(s, job, task, verdict, now, attempt, waits)
+
+    def _apply_verdict(
+        self,
+        s: Session,
+        job: Job,
+        task: Task,
+        verdict: Verdict,
+        now: datetime,
+        attempt: TaskAttempt | None,
+        waits: int,
+    ) -> None:
+        if attempt is not None and attempt.status == Outcome.COMPLETED and verdict.task is not TaskStatus.COMPLETED:
+            # The worker said "completed" but frames are missing: the attempt failed, and says which frames.
+            attempt.status, attempt.fault, attempt.reason = Outcome.FAILED.value, Fault.NODE.value, verdict.reason
+        if verdict.retry_after_s:
+            self._store_waits[task.id] = (waits, time.monotonic() + verdict.retry_after_s, job.id)
+            job.status_reason = f"{WAITING}{verdict.reason}"[:4000]
         else:
+            self._store_waits.pop(task.id, None)
+        if verdict.counts_against_chunk:
             task.failures += 1
-            attempt = s.scalar(
-                select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == task.attempts)
-            )
+        if verdict.counts_against_node:
             node = attempt.node if attempt is not None else ""
-            blocklist.record_failure(s, job.id, node, reason, now, self.blocklist_after)
-            max_attempts = int(str(job.settings.get("max_attempts", 3)))
-            if task.failures >= max_attempts:
-                set_task_status(task, TaskStatus.FAILED, now, f"{task.failures} attempt(s) failed: {reason}")
-                if job.settings.get("on_chunk_failure") == "fail-job":
-                    self._fail_job(s, job, task, reason, now)
-            else:
-                set_task_status(task, TaskStatus.SOFT_FAILED, now, reason)
+            blocklist.record_failure(
+                s,
+                job.id,
+                node,
+                verdict.reason,
+                now,
+                self.blocklist_after,
+                task_id=task.id,
+                attempt=attempt.number if attempt is not None else None,
+            )
+        set_task_status(task, verdict.task, now, verdict.reason)
+        if verdict.task is TaskStatus.FAILED and job.settings.get("on_chunk_failure") == "fail-job":
+            self._fail_job(s, job, task, verdict.cause or verdict.reason, now)
         if JobStatus(job.status) not in JOB_TERMINAL and self._has_failed_chunks(s, job):
             # A job with a failed chunk can only end failed: settle it here, where the reason is known.
             settle_job(s, job, now)
@@ -395,27 +468,24 @@ class Dispatcher:
             task = s.get(Task, slot.task_id) if slot.task_id else None
             if task is not None:
                 attempt = s.scalar(
-                    select(TaskAttempt).where(
-                        TaskAttempt.task_id == task.id, TaskAttempt.number == slot.attempt
-                    )
+                    select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.number == slot.attempt)
                 )
                 if attempt is not None:
                     attempt.status, attempt.ended_at = ("failed" if failed else "lost"), now
                     attempt.reason = reason
+                    attempt.fault = Fault.NODE.value if failed else ""
                 job = s.get(Job, task.job_id)
                 if job is not None and TaskStatus(task.status) in TASK_IN_FLIGHT:
-                    self._settle_task(s, job, task, "failed" if failed else "lost", reason, now)
+                    outcome = Outcome.FAILED if failed else Outcome.LOST
+                    fault = Fault.NODE if failed else Fault.NONE
+                    self._settle_task(s, job, task, outcome, fault, reason, now, attempt)
                     settle_job(s, job, now)
         self.pool.replace(slot)
 
     def _send_polls(self) -> None:
         now = time.monotonic()
         for slot in self.pool.slots:
-            if (
-                slot.task_id is not None
-                and slot.poll_ref is None
-                and now - slot.poll_sent_at >= POLL_INTERVAL_S
-            ):
+            if slot.task_id is not None and slot.poll_ref is None and now - slot.poll_sent_at >= POLL_INTERVAL_S:
                 slot.poll_ref = slot.actor.poll.remote()
                 slot.poll_sent_at = now
 
@@ -519,18 +589,36 @@ class Dispatcher:
             jobs = s.scalars(
                 select(Job).where(
                     Job.status.in_([JobStatus.QUEUED.value, JobStatus.ACTIVE.value]),
-                    Job.id.in_(
-                        select(Task.job_id).where(Task.status.in_([t.value for t in TASK_RUNNABLE])).distinct()
-                    ),
+                    Job.id.in_(select(Task.job_id).where(Task.status.in_([t.value for t in TASK_RUNNABLE])).distinct()),
                 )
             )
-            for job in jobs:
+            store_jobs = {job_id for _, until, job_id in self._store_waits.values() if until > now}
+            for job in list(jobs):
                 reason = self._why_waiting(s, job, slots, gpu_slots_exist)
-                if reason and job.status_reason != reason:
+                if reason.startswith(NO_NODE_LEFT):
+                    self._fail_unplaceable(s, job, reason)
+                elif reason and job.status_reason != reason:
                     job.status_reason = reason
                     log.info("job %s: %s", job.id, reason)
-                elif not reason and job.status_reason.startswith(WAITING):
+                elif not reason and job.status_reason.startswith(WAITING) and job.id not in store_jobs:
                     job.status_reason = ""
+
+    def _fail_unplaceable(self, s: Session, job: Job, reason: str) -> None:
+        """Every node that could take the job is blocklisted for it: rather than sit "rendering" forever, the job
+        fails and says so, once no chunk of it is rendering. ``farm unblock`` (CLI or monitor) runs it again."""
+        in_flight = s.scalar(
+            select(func.count())
+            .select_from(Task)
+            .where(Task.job_id == job.id, Task.status.in_([t.value for t in TASK_IN_FLIGHT]))
+        )
+        if in_flight:
+            return
+        now = self.clock.now()
+        for task in s.scalars(
+            select(Task).where(Task.job_id == job.id, Task.status.in_([t.value for t in TASK_RUNNABLE]))
+        ):
+            set_task_status(task, TaskStatus.FAILED, now, reason)
+        set_job_status(job, JobStatus.FAILED, now, reason[:4000])
 
     def _why_waiting(self, s: Session, job: Job, slots: list[Slot], gpu_slots_exist: bool) -> str:
         if not slots:
@@ -544,9 +632,9 @@ class Dispatcher:
             return WAITING + "no CPU slot is up"
         blocked = blocklist.blocked_nodes(s, job.id)
         if all(slot.node in blocked for slot in kind):
-            return WAITING + (
-                f"every node that could render it is blocklisted ({', '.join(sorted(blocked))}); "
-                f"`farm unblock {job.id}` gives them another chance"
+            return NO_NODE_LEFT + (
+                f"every node that could render it is blocklisted for it ({', '.join(sorted(blocked))}); "
+                f"`farm unblock {job.id}` (or Unblock in the monitor) runs it again"
             )
         return ""
 
@@ -561,7 +649,10 @@ class Dispatcher:
             # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
             rows = self.fair_share.round(s, self.pool.slots, idle, now)
             gpu_slots_exist = any(slot.gpus > 0 for slot in self.pool.slots)
+            clock_now = time.monotonic()
             for task, job in rows:
+                if self._store_waits.get(task.id, (0, 0.0, ""))[1] > clock_now:
+                    continue  # waiting out a store outage
                 slot = self._pick_slot(idle, job, gpu_slots_exist, task)
                 if slot is None:
                     continue
@@ -575,11 +666,30 @@ class Dispatcher:
         for slot, assignment in handed:
             slot.render_ref = slot.actor.render.remote(assignment)
             slot.poll_sent_at = 0.0
+            self._jobs_seen.setdefault(slot.name, set()).add(str(assignment["job_id"]))
         return bool(handed)
 
-    def _pick_slot(
-        self, idle: list[Slot], job: Job, gpu_slots_exist: bool, task: Task | None = None
-    ) -> Slot | None:
+    def _prune_job_folders(self) -> None:
+        """Tell each worker which of the jobs it rendered have ended, so it removes their folders."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_INTERVAL_S or not self._jobs_seen:
+            return
+        self._pruned_at = now
+        seen = set().union(*self._jobs_seen.values())
+        with self.db.session() as s:
+            ended = set(
+                s.scalars(select(Job.id).where(Job.id.in_(seen), Job.status.in_([j.value for j in JOB_TERMINAL])))
+            )
+            ended |= seen - set(s.scalars(select(Job.id).where(Job.id.in_(seen))))  # deleted meanwhile
+        if not ended:
+            return
+        for slot in self.pool.slots:
+            drop = sorted(self._jobs_seen.get(slot.name, set()) & ended)
+            if drop and slot.ready:
+                slot.actor.drop_jobs.remote(drop)  # fire and forget: a slot that misses it cleans up at start
+                self._jobs_seen[slot.name] -= set(drop)
+
+    def _pick_slot(self, idle: list[Slot], job: Job, gpu_slots_exist: bool, task: Task | None = None) -> Slot | None:
         """An idle slot for a chunk of ``job``: GPU jobs on GPU slots (CPU ones only when the job allows it and
         no GPU slot exists), never on a node blocklisted for the job, and a retried chunk on another node than
         those it failed on whenever such a node could take it (even if that means waiting for it)."""

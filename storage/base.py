@@ -9,7 +9,8 @@ Keys are ``/``-separated, never start with ``/`` and never contain ``..``. Layou
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -22,6 +23,9 @@ class ObjectInfo:
 
     key: str
     size: int
+    # When the object was last written, when the backend says (``farm admin fsck`` leaves undated orphans
+    # alone). Not part of equality: two answers about the same bytes compare equal.
+    modified: datetime | None = field(default=None, compare=False)
 
 
 @runtime_checkable
@@ -41,7 +45,7 @@ class ObjectStore(Protocol):
         """Stream the object's bytes in chunks."""
 
     def stat(self, key: str) -> ObjectInfo | None:
-        """Size of the object, or None when absent."""
+        """Size (and modification time) of the object, or None when absent."""
 
     def delete(self, key: str) -> None:
         """Remove the object; absent objects are not an error."""

@@ -6,10 +6,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from farm.errors import StorageError
+from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectInfo, check_key
 
 CHUNK = 1024 * 1024
@@ -70,7 +71,7 @@ class LocalDirStore:
             shutil.copyfile(src, tmp)
             os.replace(tmp, path)
         except FileNotFoundError as exc:
-            raise StorageError(f"object {key} is not in the store") from exc
+            raise ObjectMissing(f"object {key} is not in the store") from exc
         except OSError as exc:
             raise StorageError(f"local store cannot read {key}: {exc}") from exc
 
@@ -78,6 +79,8 @@ class LocalDirStore:
         path = self._path(key)
         try:
             handle = path.open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"object {key} is not in the store") from exc
         except OSError as exc:
             raise StorageError(f"local store cannot read {key}: {exc}") from exc
 
@@ -90,9 +93,11 @@ class LocalDirStore:
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
-            return ObjectInfo(key, self._path(key).stat().st_size)
-        except FileNotFoundError:
+            return _info(key, self._path(key).stat())
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise StorageError(f"local store cannot stat {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -105,8 +110,16 @@ class LocalDirStore:
                 full = Path(dirpath) / name
                 key = full.relative_to(base).as_posix()
                 if key.startswith(prefix):
-                    yield ObjectInfo(key, full.stat().st_size)
+                    try:
+                        st = full.stat()
+                    except FileNotFoundError:
+                        continue  # deleted while walking
+                    yield _info(key, st)
 
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.exists() else None
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))

@@ -37,7 +37,7 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 from minio.helpers import DictType
 from urllib3.response import BaseHTTPResponse
 
-from farm.errors import StorageError
+from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectInfo, check_key
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,8 @@ class S3Store:
                 message += f" (not retried: {rewind_note})"
             if self._secret:
                 message = message.replace(self._secret, "***")
+            if isinstance(exc, S3Error) and exc.code in _MISSING_CODES:
+                raise ObjectMissing(message) from exc
             raise StorageError(message) from exc
         # Exponential growth keeps a struggling server from being hammered; the random half ("equal
         # jitter") keeps many workers that failed together from retrying in lockstep.
@@ -324,7 +326,7 @@ class S3Store:
                 if exc.code in _MISSING_CODES:
                     return None
                 raise
-            return ObjectInfo(key, info.size or 0)
+            return ObjectInfo(key, info.size or 0, info.last_modified)
 
         return self._run("stat", key, attempt)
 
@@ -343,7 +345,7 @@ class S3Store:
                     # A listing cut off by a dropped connection resumes after the last key handed out.
                     after = name
                     attempt = 0
-                    yield ObjectInfo(name, obj.size or 0)
+                    yield ObjectInfo(name, obj.size or 0, obj.last_modified)
                 return
             except _SDK_ERRORS as exc:
                 self._backoff_or_raise("list", prefix, exc, attempt)

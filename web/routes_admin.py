@@ -1,18 +1,21 @@
-"""/api/v1/me and /api/v1/admin: companies and tokens. Artists get 403 here; other companies answer 404."""
+"""/api/v1/me and /api/v1/admin: companies, tokens and fsck. Artists get 403 here; other companies answer 404."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from farm import companies, tokens
+from farm import companies, fsck, tokens
 from farm.auth import require
 from farm.contract import (
     CompanyCreate,
     CompanyList,
     CompanyOut,
     CompanyUpdate,
+    FsckReport,
+    FsckRequest,
     Role,
     TokenCreate,
     TokenCreated,
@@ -87,3 +90,15 @@ def revoke_token(token_id: str, who: Caller, ctx: Ctx) -> TokenOut:
     """Revoke a token now; requests with it answer 401 from here on."""
     with ctx.db.session() as s:
         return tokens.token_out(s, tokens.revoke(s, who, token_id, ctx.clock.now()))
+
+
+@router.post("/admin/fsck", response_model=FsckReport)
+def check_store(body: FsckRequest, who: Caller, ctx: Ctx) -> FsckReport:
+    """Compare blob and frame rows with the object store (platform admins); ``repair`` fixes what is safe.
+
+    Repair deletes blob rows whose object is lost or of the wrong size (clients upload them again) and orphan
+    blob objects older than ``grace_minutes`` that no unfinished job names; jobs with lost frames are listed,
+    never changed.
+    """
+    require(who, Role.PLATFORM_ADMIN, "checking the store against the database")
+    return fsck.check(ctx.db, ctx.store, ctx.clock.now(), body.repair, timedelta(minutes=body.grace_minutes))

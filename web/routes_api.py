@@ -32,9 +32,12 @@ MEDIA = {".png": "image/png", ".exr": "image/x-exr", ".jpg": "image/jpeg", ".mp4
 
 @router.post("/blobs/missing", response_model=BlobsMissingResponse)
 def blobs_missing(body: BlobsMissingRequest, who: Caller, ctx: Ctx) -> BlobsMissingResponse:
-    """Which of these hashes the caller's company still has to upload (with presigned PUT URLs on S3)."""
+    """Which of these hashes the caller's company still has to upload (with presigned PUT URLs on S3).
+
+    A hash counts as held only while its object is in the store; a lost one is forgotten and listed here.
+    """
     with ctx.db.session() as s:
-        missing = blobs.missing(s, who, body.hashes)
+        missing = blobs.missing(s, ctx.store, who, body.hashes)
     uploads = blobs.direct_uploads(ctx.store, who, missing, ctx.clock.now()) if body.direct else {}
     return BlobsMissingResponse(missing=missing, uploads=uploads)
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from farm import control, jobs
-from farm.contract import Blocklist, JobOut, UnblockRequest
+from farm.auth import require
+from farm.contract import Blocklist, JobOut, Role, UnblockRequest
 from web.deps import Caller, Ctx, act_on_job
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
+
+#: Who may give nodes a fresh start on a job: everyone who may see the job. The monitor shows its unblock buttons
+#: by this rule and calls ``unblock_job`` itself, so the page and the API cannot disagree.
+UNBLOCK_ROLE = Role.ARTIST
 
 
 @router.post("/jobs/{job_id}/pause", response_model=JobOut)
@@ -40,6 +45,7 @@ def job_blocklist(job_id: str, who: Caller, ctx: Ctx) -> Blocklist:
 @router.post("/jobs/{job_id}/unblock", response_model=Blocklist)
 def unblock_job(job_id: str, body: UnblockRequest, who: Caller, ctx: Ctx) -> Blocklist:
     """Give one node (or every node) a fresh start on the job."""
+    require(who, UNBLOCK_ROLE, "unblocking nodes")
     with ctx.db.session() as s:
         job = jobs.get_job(s, who, job_id, lock=True)
         control.unblock(s, job, body.node, ctx.clock.now())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -12,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farm.errors import StorageError
+from farm.errors import ObjectMissing, StorageError
+from farm.lifecycle.outcomes import Fault, Outcome
 from storage.base import ObjectStore, output_key
 from storage.factory import StoreConfig, make_store
-from workers.cache import BlobCache, sha256_file
+from workers.cache import BlobCache, remove_tree, sha256_file
+from workers.layout import JobFolder
 from workers.renderer import ChunkSpec, FrameDone, Renderer, make_renderer
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,7 @@ class Assignment:
     settings: dict[str, Any]
 
 
-def store_with_retries(
-    store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event
-) -> None:
+def store_with_retries(store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event) -> None:
     """Upload with backoff across a storage outage; gives up only after ``retries`` tries."""
     delay = 0.2
     for attempt in range(retries + 1):
@@ -77,9 +76,14 @@ class RenderWorker:
         self.config = config
         self.node = config.node or socket.gethostname()
         self.store = make_store(config.store)
-        self.cache = BlobCache(Path(config.cache_dir), config.cache_bytes)
+        # The limit counts the input folders of every slot on the node (they share the work dir).
+        self.cache = BlobCache(Path(config.cache_dir), config.cache_bytes, jobs_root=Path(config.work_dir))
         self.work = Path(config.work_dir) / config.name
+        # Job folders of an earlier life of this slot belong to chunks that are over: start clean.
+        remove_tree(self.work / "jobs")
         self.work.mkdir(parents=True, exist_ok=True)
+        self._folders: dict[str, JobFolder] = {}
+        self._reload: set[str] = set()  # jobs whose inputs were restored since Blender opened them
         env = dict(os.environ)
         self.renderer: Renderer = make_renderer(config.renderer, self.work, env=env)
         self._lock = threading.Lock()
@@ -89,6 +93,7 @@ class RenderWorker:
         self._stop = threading.Event()
         self._last_log = ""
         self._rendering = False
+        self._current_job: str | None = None
         # The lease: renewed at each sign of progress (a frame stored, Blender's sample reports). The scheduler
         # learns its age from ``poll`` and kills an attempt whose lease is older than the task timeout.
         self._renewed = time.monotonic()
@@ -140,6 +145,22 @@ class RenderWorker:
                 self._last_log = report["log"] = text[-LIVE_LOG_CHARS:]
         return report
 
+    def drop_jobs(self, job_ids: list[str]) -> list[str]:
+        """Remove the folders of these jobs (they ended) unless a chunk of one is rendering; returns those removed."""
+        with self._lock:
+            current = self._current_job if self._task is not None else None
+        removed = []
+        for job_id in job_ids:
+            folder = self.work / "jobs" / job_id
+            if job_id == current or not folder.exists():
+                continue
+            self._folders.pop(job_id, JobFolder(folder)).remove()
+            self._reload.discard(job_id)
+            removed.append(job_id)
+        if removed:
+            log.info("worker %s: removed the folders of ended jobs %s", self.config.name, ", ".join(removed))
+        return removed
+
     def cancel(self, task_id: str) -> bool:
         """Stop the chunk now: nothing more is stored for it."""
         with self._lock:
@@ -154,6 +175,7 @@ class RenderWorker:
         a = Assignment(**raw)
         with self._lock:
             self._task, self._progress, self._events = a.task_id, 0.0, []
+            self._current_job = a.job_id
             self._renewed = time.monotonic()
             self._last_log = ""
             self._stop.clear()
@@ -165,21 +187,29 @@ class RenderWorker:
             "worker": self.config.name,
             "resources": self.config.resources,
             "frames": [],
+            "fault": Fault.NONE.value,
+            "warning": "",
         }
         stored: list[dict[str, Any]] = []
+        folder = self._folders.get(a.job_id)
+        if folder is None:
+            folder = self._folders[a.job_id] = JobFolder(self.work / "jobs" / a.job_id)
         try:
-            job_dir = self.work / "jobs" / a.job_id
-            self.cache.materialize(self.store, a.company_id, a.manifest, job_dir / "input")
+            folder.prepare(self.cache, self.store, a.company_id, a.manifest)
             self._renew()
             # A GPU job on a CPU slot (allowed fallback) must not grab a GPU the node's GPU slots own.
             gpu = bool(a.settings.get("gpu")) and self.config.resources.get("gpu", 0.0) > 0
             spec = ChunkSpec(
                 job_id=a.job_id,
-                blend_path=job_dir / "input" / a.blend_file,
+                blend_path=folder.input / a.blend_file,
                 frames=a.frames,
-                out_dir=job_dir / "output" / a.task_id,
+                out_dir=folder.root / "output" / a.task_id,
                 settings={**a.settings, "threads": int(self.config.resources.get("cpu", 0)), "gpu": gpu},
+                attempt=f"{a.task_id}:{a.attempt}",
+                reload=a.job_id in self._reload,
             )
+            self._reload.discard(a.job_id)
+            remove_tree(spec.out_dir)  # nothing of an earlier attempt can pass for this one's frame
             self._rendering = True  # from here on the renderer's live log is this chunk's
             try:
                 result = self.renderer.render(
@@ -187,21 +217,51 @@ class RenderWorker:
                 )
             finally:
                 self._rendering = False
+                audit = folder.audit()
+                if not audit.clean:
+                    self._reload.add(a.job_id)
+                    facts["audit"] = audit.describe()
             if self._stop.is_set():
-                result.outcome = "canceled"
+                result.outcome = Outcome.CANCELED
             facts.update(
-                outcome=result.outcome,
+                outcome=result.outcome.value,
+                fault=result.fault.value,
+                warning=result.warning,
                 exit_code=result.exit_code,
                 reason=result.reason,
                 log_tail=result.log_tail,
                 blender_seconds=result.blender_seconds,
             )
-            shutil.rmtree(spec.out_dir, ignore_errors=True)
+            remove_tree(spec.out_dir)
+        except ObjectMissing as exc:
+            # The store is up but an input is gone: waiting will not help, another node will not either.
+            facts.update(
+                outcome=Outcome.FAILED.value,
+                fault=Fault.SCENE.value,
+                exit_code=None,
+                reason=f"an input of the job is missing from the store ({exc}); submit the scene again, "
+                "the client uploads what the farm lost",
+                log_tail="",
+            )
         except StorageError as exc:
-            facts.update(outcome="failed", exit_code=None, reason=f"storage: {exc}", log_tail="")
+            facts.update(
+                outcome=Outcome.FAILED.value,
+                fault=Fault.STORAGE.value,
+                exit_code=None,
+                reason=f"storage: {exc}",
+                log_tail="",
+            )
         except Exception as exc:
             log.exception("chunk %s failed in the worker", a.task_id)
-            facts.update(outcome="failed", exit_code=None, reason=f"worker error: {exc!r}", log_tail="")
+            facts.update(
+                outcome=Outcome.FAILED.value,
+                fault=Fault.NODE.value,
+                exit_code=None,
+                reason=f"worker error: {exc!r}",
+                log_tail="",
+            )
+        if facts.get("audit"):
+            facts["log_tail"] = f"{facts.get('log_tail', '')}\n{facts['audit']}\n"
         with self._lock:
             facts["frames"] = stored
             self._task = None

@@ -28,6 +28,56 @@ from workers.protocol import (
 FORMATS = {"PNG": ("PNG", ".png"), "EXR": ("OPEN_EXR", ".exr")}
 
 
+class SceneFault(Exception):
+    """The scene or the job cannot render as given: retrying elsewhere would not help."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:2000]
+
+
+def _exists(bpy: Any, filepath: str, library: Any = None) -> bool:
+    path = bpy.path.abspath(filepath, library=library) if library is not None else bpy.path.abspath(filepath)
+    return os.path.exists(path)
+
+
+def missing_inputs(bpy: Any, job_dir: str) -> list[str]:
+    """Files the open scene refers to that are not there, as Blender sees them after opening (images, linked
+    libraries, sounds, fonts, movie clips, caches, volumes); paths inside the job folder are made relative."""
+    found: list[str] = []
+
+    def note(filepath: str, library: Any = None) -> None:
+        path = bpy.path.abspath(filepath, library=library) if library is not None else bpy.path.abspath(filepath)
+        path = os.path.normpath(path)
+        rel = os.path.relpath(path, job_dir)
+        found.append(path if rel.startswith("..") else rel)
+
+    for lib in bpy.data.libraries:
+        if lib.filepath and not _exists(bpy, lib.filepath):
+            note(lib.filepath)
+    for img in bpy.data.images:
+        if img.source not in {"FILE", "SEQUENCE", "TILED", "MOVIE"} or img.packed_file is not None:
+            continue
+        if img.filepath and not _exists(bpy, img.filepath, img.library):
+            if img.source == "TILED" and "<UDIM>" in img.filepath:
+                continue  # tiles are named per tile; Blender reports a missing tile itself
+            note(img.filepath, img.library)
+    for collection in (bpy.data.sounds, bpy.data.fonts, bpy.data.movieclips):
+        for item in collection:
+            filepath = getattr(item, "filepath", "")
+            if not filepath or filepath == "<builtin>" or getattr(item, "packed_file", None) is not None:
+                continue
+            if not _exists(bpy, filepath, item.library):
+                note(filepath, item.library)
+    for item in (*bpy.data.cache_files, *bpy.data.volumes):
+        filepath = getattr(item, "filepath", "")
+        if filepath and getattr(item, "packed_file", None) is None and not _exists(bpy, filepath, item.library):
+            if "#" in filepath or "<" in filepath:
+                continue  # a sequence: one of its files names the frame
+            note(filepath, item.library)
+    return sorted(set(found))
+
+
 class Child:
     def __init__(self, events: BinaryIO) -> None:
         import bpy  # type: ignore[import-not-found,unused-ignore]
@@ -36,6 +86,9 @@ class Child:
         self.events = events
         self.device = "CPU"
         self._last_stats = 0.0
+        # The attempt whose command is being carried out: every event names it, so the worker can refuse
+        # anything that belongs to another attempt.
+        self.attempt = ""
 
         @bpy.app.handlers.persistent  # type: ignore[untyped-decorator,unused-ignore]
         def on_stats(*args: Any) -> None:
@@ -48,21 +101,29 @@ class Child:
         bpy.app.handlers.render_stats.append(on_stats)
 
     def send(self, kind: str, **data: Any) -> None:
-        self.events.write(event(kind, **data))
+        self.events.write(event(kind, attempt=self.attempt, **data))
         self.events.flush()
 
     def open(self, msg: dict[str, Any]) -> None:
         bpy = self.bpy
         started = time.monotonic()
-        bpy.ops.wm.open_mainfile(filepath=msg["path"], load_ui=False)
+        try:
+            bpy.ops.wm.open_mainfile(filepath=msg["path"], load_ui=False)
+        except RuntimeError as exc:
+            raise SceneFault(f"Blender cannot open {os.path.basename(msg['path'])}: {_one_line(exc)}") from exc
         scene = bpy.context.scene
+        if scene.camera is None:
+            raise SceneFault(f"scene {scene.name!r} has no active camera: set one (Scene properties > Camera)")
         settings: dict[str, Any] = msg.get("settings") or {}
         render = scene.render
         if settings.get("resolution"):
             width, height = (int(v) for v in str(settings["resolution"]).split("x"))
             render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
         fmt, _ = FORMATS[str(settings.get("output_format", "PNG"))]
-        render.image_settings.file_format = fmt
+        try:
+            render.image_settings.file_format = fmt
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SceneFault(f"invalid output settings: {_one_line(exc)}") from exc
         threads = int(settings.get("threads") or 0)
         if threads > 0:
             render.threads_mode, render.threads = "FIXED", threads
@@ -73,6 +134,7 @@ class Child:
             self.device = self._select_device(scene, settings)
         self.send(
             EV_OPENED,
+            missing=missing_inputs(bpy, os.path.dirname(msg["path"])),
             seconds=time.monotonic() - started,
             engine=render.engine,
             device=self.device,
@@ -113,6 +175,7 @@ class Child:
         for line in commands:
             msg = json.loads(line)
             op = msg.get("op")
+            self.attempt = str(msg.get("attempt", ""))
             if op == OP_QUIT:
                 return
             try:
@@ -125,8 +188,14 @@ class Child:
             except Exception as exc:
                 sys.stdout.write(traceback.format_exc())
                 sys.stdout.flush()
+                # A Python-level error in Blender (the process lives on) comes from the scene or the job:
+                # the device and node faults that matter kill the process or name the device.
                 self.send(
-                    EV_ERROR, op=op, message=str(exc).strip() or type(exc).__name__, frame=msg.get("frame")
+                    EV_ERROR,
+                    op=op,
+                    message=_one_line(exc) or type(exc).__name__,
+                    frame=msg.get("frame"),
+                    fault="scene" if isinstance(exc, SceneFault) else "",
                 )
 
 

@@ -1,4 +1,10 @@
-"""Node-local content-addressed cache of job inputs, with an LRU size limit, and job folders of hard links."""
+"""Node-local content-addressed cache of job inputs, with an LRU size limit that also counts job folders.
+
+The cache only ever holds bytes whose sha256 was checked when they arrived, and nothing a render does can reach
+them: job folders are laid out with verified *copies* (``workers.layout``), never hard links, because a hard
+link shares the inode and whoever writes one name writes every other (the store's blob, the cache entry, other
+jobs' folders). See docs/integrity.md for why this is sound and what it costs.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +15,65 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from farm.errors import StorageError
+from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectStore, blob_key
 
 log = logging.getLogger(__name__)
+
+BLOCK = 1024 * 1024
 
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
+        while block := handle.read(BLOCK):
             digest.update(block)
     return digest.hexdigest()
 
 
-def link_or_copy(src: Path, dest: Path) -> None:
-    """Hard link (free, shares the cached bytes) or copy across filesystems."""
+def copy_verified(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` (a new inode, written to a temporary name and renamed into place) and return the
+    sha256 of the bytes written, hashed in the same pass."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Unique per process and thread: two chunks of one job may lay out the same folder at once.
+    # Unique per process and thread, so two writers of one name never share a temporary file.
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.unlink(missing_ok=True)
+    digest = hashlib.sha256()
     try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+        with src.open("rb") as source, tmp.open("wb") as out:
+            while block := source.read(BLOCK):
+                digest.update(block)
+                out.write(block)
         os.replace(tmp, dest)
     finally:
-        # rename(2) does nothing when both names are links to one file (another thread linked it first).
         tmp.unlink(missing_ok=True)
+    return digest.hexdigest()
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of every regular file under ``root`` (0 when absent)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 class BlobCache:
-    """``root/ab/abcdef…`` files named by sha256; concurrent workers on one node share it via file locks."""
+    """``root/ab/abcdef…`` files named by sha256; concurrent workers on one node share it via file locks.
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    ``max_bytes`` bounds the cache *plus* the input folders of the jobs laid out on this node (every folder
+    matching ``jobs_root/*/jobs/*/input``): those are copies, so they take disk of their own.
+    """
+
+    def __init__(self, root: Path, max_bytes: int, jobs_root: Path | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.jobs_root = jobs_root
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
@@ -86,11 +109,18 @@ class BlobCache:
             key = blob_key(company, sha256)
             tmp = target.with_name(f".{sha256}.part")
             local = store.local_path(key)
-            if local is not None:
-                link_or_copy(local, tmp)
-            else:
-                store.get_file(key, tmp)
-            actual = sha256_file(tmp)
+            try:
+                if local is not None:
+                    # A copy, never a link: the cache entry must not share its inode with the stored blob.
+                    actual = copy_verified(local, tmp)
+                else:
+                    store.get_file(key, tmp)
+                    actual = sha256_file(tmp)
+            except FileNotFoundError as exc:
+                raise ObjectMissing(f"object {key} is not in the store") from exc
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise StorageError(f"cannot cache blob {sha256}: {exc}") from exc
             if actual != sha256:
                 tmp.unlink(missing_ok=True)
                 raise StorageError(f"blob {sha256} arrived with hash {actual}: refusing a corrupted input")
@@ -99,28 +129,22 @@ class BlobCache:
             self.evict()
         return target
 
-    def materialize(
-        self, store: ObjectStore, company: str, manifest: Mapping[str, Mapping[str, Any]], job_dir: Path
-    ) -> Path:
-        """Lay out the job folder so the .blend resolves its relative paths; returns ``job_dir``."""
-        job_dir.mkdir(parents=True, exist_ok=True)
-        for rel, entry in manifest.items():
-            sha = str(entry["sha256"])
-            dest = job_dir / rel
-            # Each blob is linked as soon as it is cached, and eviction waits for the end: a blob of this
-            # job can never be evicted before the job folder holds its own link to it.
-            src = self.ensure(store, company, sha, evict=False)
-            with contextlib.suppress(FileNotFoundError):
-                if dest.stat().st_ino == src.stat().st_ino or sha256_file(dest) == sha:
-                    continue
-            link_or_copy(src, dest)
-        self.evict()
-        return job_dir
+    def drop(self, sha256: str) -> None:
+        """Forget a cache entry (its bytes no longer match its name)."""
+        with self._lock(sha256[:2]):
+            self.path(sha256).unlink(missing_ok=True)
+        log.warning("cache: entry %s did not match its hash; dropped, it will be fetched again", sha256)
+
+    def jobs_bytes(self) -> int:
+        """Bytes held by the job input folders on this node."""
+        if self.jobs_root is None or not self.jobs_root.exists():
+            return 0
+        return sum(tree_bytes(folder) for folder in self.jobs_root.glob("*/jobs/*/input"))
 
     def evict(self) -> None:
-        """Delete least recently used blobs until the cache is under its limit.
+        """Delete least recently used blobs until cache plus job folders are under the limit.
 
-        A job folder keeps its own hard link, so evicting a blob that a running chunk uses is harmless.
+        A job folder holds its own copy, so evicting a blob that a running chunk uses is harmless.
         """
         entries: list[tuple[float, int, Path]] = []
         for path in self.root.glob("??/*"):
@@ -131,14 +155,26 @@ class BlobCache:
             except FileNotFoundError:
                 continue  # evicted by another worker meanwhile
             entries.append((st.st_mtime, st.st_size, path))
-        total = sum(size for _, size, _ in entries)
+        total = sum(size for _, size, _ in entries) + self.jobs_bytes()
         for _mtime, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
             path.unlink(missing_ok=True)
             total -= size
             log.info("cache: evicted %s (%d bytes)", path.name, size)
+        if total > self.max_bytes:
+            log.warning(
+                "cache: %d bytes of job inputs and cache exceed FARM_WORKER_CACHE_BYTES=%d even with the cache "
+                "empty; the jobs being rendered need them",
+                total,
+                self.max_bytes,
+            )
 
     def size(self) -> int:
         """Bytes held by the cache now."""
         return sum(p.stat().st_size for p in self.root.glob("??/*") if not p.name.startswith("."))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder and everything in it; absent is fine."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -7,6 +7,7 @@ The script is the renderer setting (``FARM_RENDERER``), directives separated by 
     slow:71-90=0.4          seconds per frame for these frames
     fail:52                 frame 52 fails every time: exit status 134 and a Blender-like log tail
     fail:31-40@gpu-node     frames 31..40 fail, but only on the host named gpu-node
+    scene:7                 frame 7 fails with a scene error (a Python error in Blender: not the node's fault)
     hang:61-63              these frames never finish: only a kill (cancel, lease expiry) ends them
 
 Frame lists use the job frame syntax (``1-10,15``). A failing frame fails before its file is written.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farm.frames import parse_frames
+from farm.lifecycle.outcomes import Fault, Outcome
 from workers.renderer import (
     ChunkResult,
     ChunkSpec,
@@ -40,6 +42,7 @@ class FaultScript:
     fail: list[tuple[frozenset[int], str]] = field(default_factory=list)  # (frames, host or "")
     hang: frozenset[int] = frozenset()
     slow: dict[int, float] = field(default_factory=dict)
+    scene: frozenset[int] = frozenset()
 
     @classmethod
     def parse(cls, text: str) -> FaultScript:
@@ -59,9 +62,12 @@ class FaultScript:
                 script.slow.update(dict.fromkeys(parse_frames(frames), float(seconds)))
             elif kind == "hang":
                 script.hang = script.hang | frozenset(parse_frames(arg))
+            elif kind == "scene":
+                script.scene = script.scene | frozenset(parse_frames(arg))
             else:
                 raise ValueError(
-                    f"unknown renderer directive {part!r}; use sleep:S, slow:FRAMES=S, fail:FRAMES[@HOST], hang:FRAMES"
+                    f"unknown renderer directive {part!r}; use sleep:S, slow:FRAMES=S, fail:FRAMES[@HOST], "
+                    "scene:FRAMES, hang:FRAMES"
                 )
         return script
 
@@ -74,7 +80,7 @@ class FaultScript:
 
 def is_script(name: str) -> bool:
     """Whether a renderer setting names a fault script rather than a plain renderer."""
-    return ";" in name or name.startswith(("fail:", "hang:"))
+    return ";" in name or name.startswith(("fail:", "hang:", "scene:", "slow:"))
 
 
 class FaultyRenderer:
@@ -103,7 +109,7 @@ class FaultyRenderer:
         self, spec: ChunkSpec, on_frame: FrameCallback, on_progress: ProgressCallback, stopped: StopCheck
     ) -> ChunkResult:
         self._killed = False
-        result = ChunkResult(outcome="completed")
+        result = ChunkResult(outcome=Outcome.COMPLETED)
         started = time.monotonic()
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         device = "GPU:sleep" if spec.settings.get("gpu") else "CPU"
@@ -113,15 +119,20 @@ class FaultyRenderer:
             lines.append(f"Fra:{frame} Mem:12.00M | Syncing Cube")
             if self.script.fails(frame, self.host):
                 lines += [f"Fra:{frame} Mem:12.00M | Rendering 1 / 1 samples", "Segmentation fault (core dumped)"]
-                result.outcome, result.exit_code = "failed", CRASH_EXIT
+                result.outcome, result.exit_code, result.fault = Outcome.FAILED, CRASH_EXIT, Fault.NODE
                 result.reason = f"frame {frame}: Blender exited with status {CRASH_EXIT} (simulated crash)"
+                break
+            if frame in self.script.scene:
+                lines.append("Error: Python: Traceback (most recent call last): (simulated scene error)")
+                result.outcome, result.exit_code, result.fault = Outcome.FAILED, 1, Fault.SCENE
+                result.reason = f"frame {frame}: simulated scene error"
                 break
             hang = frame in self.script.hang
             seconds = self.script.seconds(frame)
             deadline = time.monotonic() + seconds
             while hang or time.monotonic() < deadline:
                 if stopped() or self._killed:
-                    result.outcome = "canceled"
+                    result.outcome = Outcome.CANCELED
                     result.blender_seconds = time.monotonic() - started
                     result.log_tail = "\n".join(lines)
                     return result

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from farm.lifecycle.outcomes import Fault, Outcome, classify_blender_error, classify_exit
 from workers.blender_proc import BlenderDied, BlenderProcess
-from workers.protocol import EV_ERROR, EV_FRAME, EV_OPENED, EV_STATS, OP_OPEN, OP_RENDER, parse_stats
+from workers.protocol import EV_ERROR, EV_FRAME, EV_OPENED, EV_STATS, OP_OPEN, OP_RENDER, Event, parse_stats
 
 EXTENSIONS = {"PNG": ".png", "EXR": ".exr"}
 
@@ -26,6 +27,8 @@ class ChunkSpec:
     frames: list[int]
     out_dir: Path
     settings: dict[str, Any]
+    attempt: str = ""  # "<task>:<number>": every command and event of this chunk carries it
+    reload: bool = False  # the inputs were restored since the .blend was opened: open it again
 
     def output_path(self, frame: int) -> Path:
         ext = EXTENSIONS[str(self.settings.get("output_format", "PNG"))]
@@ -44,12 +47,18 @@ class FrameDone:
 class ChunkResult:
     """Facts of one chunk; the scheduler decides what they mean."""
 
-    outcome: str  # completed | failed | canceled
+    outcome: Outcome
     exit_code: int | None = None
     reason: str = ""
     log_tail: str = ""
     blender_seconds: float = 0.0
     frames: list[int] = field(default_factory=list)
+    fault: Fault = Fault.NONE
+    warning: str = ""
+
+
+class ProtocolError(RuntimeError):
+    """Blender sent an event that does not belong to the chunk being rendered."""
 
 
 FrameCallback = Callable[[FrameDone], None]
@@ -83,6 +92,7 @@ class BlenderRenderer:
         self.proc = BlenderProcess(Path(work_dir) / "blender.log", python=python, env=env)
         self._fraction = 0.0
         self._log_offset: int | None = None  # where the current chunk's output starts in the log file
+        self._opened: Event | None = None  # what Blender said when it opened the loaded .blend
 
     def warm(self) -> None:
         if not self.proc.alive:
@@ -104,21 +114,29 @@ class BlenderRenderer:
     ) -> ChunkResult:
         log_offset = self.proc.log_size()
         self._log_offset = log_offset
-        result = ChunkResult(outcome="completed")
+        result = ChunkResult(outcome=Outcome.COMPLETED)
         self._fraction = 0.0
         started = time.monotonic()
+        clean = False
         try:
             self._render(spec, on_frame, on_progress, stopped, result)
+            clean = result.outcome is Outcome.COMPLETED
         except BlenderDied as exc:
-            result.outcome = "canceled" if stopped() else "failed"
+            result.outcome = Outcome.CANCELED if stopped() else Outcome.FAILED
             result.exit_code = exc.exit_code
+            result.fault = classify_exit(exc.exit_code)
             result.reason = result.reason or f"Blender stopped: {exc}"
-            self.proc.kill()
-        if result.outcome == "failed":
-            self.proc.kill()  # a half-rendered chunk leaves Blender in an unknown state: start clean next time
-        result.blender_seconds = time.monotonic() - started
-        result.log_tail = self.proc.log_since(log_offset)
-        self._log_offset = None  # the next chunk's live log starts empty
+        except ProtocolError as exc:
+            result.outcome, result.fault = Outcome.FAILED, Fault.NODE
+            result.reason = f"worker and Blender disagreed ({exc}); Blender was restarted"
+        finally:
+            if not clean:
+                # Whatever stopped the chunk early (an error, a cancel, a storage failure raised by on_frame),
+                # Blender may still hold queued commands: only a fresh process is known to hold none.
+                self.proc.kill()
+            result.blender_seconds = time.monotonic() - started
+            result.log_tail = self.proc.log_since(log_offset)
+            self._log_offset = None  # the next chunk's live log starts empty
         return result
 
     def _render(
@@ -132,44 +150,68 @@ class BlenderRenderer:
         if not self.proc.alive:
             self.proc.start()
         loaded_key = f"{spec.blend_path}|{sorted(spec.settings.items())}"
-        if self.proc.loaded != loaded_key:
+        if self.proc.loaded != loaded_key or spec.reload:
             self.proc.loaded = None
-            self.proc.send(OP_OPEN, path=str(spec.blend_path), settings=spec.settings)
-            ev = self._wait(stopped, {EV_OPENED, EV_ERROR})
+            self.proc.send(OP_OPEN, attempt=spec.attempt, path=str(spec.blend_path), settings=spec.settings)
+            ev = self._wait(spec, stopped, {EV_OPENED, EV_ERROR})
             if ev is None:
-                result.outcome = "canceled"
+                result.outcome = Outcome.CANCELED
                 return
             if ev.kind == EV_ERROR:
-                result.outcome, result.exit_code = "failed", 1
-                result.reason = f"Blender could not open {spec.blend_path.name}: {ev.data.get('message', '')}"
+                message = str(ev.data.get("message", ""))
+                result.outcome, result.exit_code = Outcome.FAILED, 1
+                result.fault = classify_blender_error(message, str(ev.data.get("fault", "")))
+                result.reason = message or f"Blender could not open {spec.blend_path.name}"
                 return
             self.proc.loaded = loaded_key
+            self._opened = ev
+        missing = [str(m) for m in self._opened.data.get("missing", [])] if self._opened is not None else []
+        if missing:
+            listed = ", ".join(missing[:30]) + (f" and {len(missing) - 30} more" if len(missing) > 30 else "")
+            if not spec.settings.get("allow_missing"):
+                result.outcome, result.fault = Outcome.FAILED, Fault.SCENE
+                result.reason = (
+                    f"missing inputs: {listed}; pack them with the scene, or submit with --allow-missing to "
+                    "render without them"
+                )
+                return
+            result.warning = f"rendered with missing inputs (--allow-missing): {listed}"
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         for frame in spec.frames:
-            self.proc.send(OP_RENDER, frame=frame, output=str(spec.output_path(frame)))
-        for _ in spec.frames:
-            ev = self._wait(stopped, {EV_FRAME, EV_ERROR}, on_progress)
+            self.proc.send(OP_RENDER, attempt=spec.attempt, frame=frame, output=str(spec.output_path(frame)))
+        pending = list(spec.frames)
+        while pending:
+            ev = self._wait(spec, stopped, {EV_FRAME, EV_ERROR}, on_progress)
             if ev is None:
-                result.outcome = "canceled"
+                result.outcome = Outcome.CANCELED
                 return
             if ev.kind == EV_ERROR:
-                result.outcome, result.exit_code = "failed", 1
-                result.reason = f"frame {ev.data.get('frame')}: {ev.data.get('message', '')}"
+                message = str(ev.data.get("message", ""))
+                result.outcome, result.exit_code = Outcome.FAILED, 1
+                result.fault = classify_blender_error(message, str(ev.data.get("fault", "")))
+                result.reason = f"frame {ev.data.get('frame')}: {message}"
                 return
             frame = int(ev.data["frame"])
-            on_frame(
-                FrameDone(frame, Path(ev.data["path"]), float(ev.data["seconds"]), str(ev.data["device"]))
-            )
+            if frame != pending[0]:
+                raise ProtocolError(f"expected frame {pending[0]}, Blender reported frame {frame}")
+            path = Path(str(ev.data["path"]))
+            if path != spec.output_path(frame):
+                raise ProtocolError(f"frame {frame} was written to {path}, not to this chunk's output folder")
+            pending.pop(0)
+            on_frame(FrameDone(frame, path, float(ev.data["seconds"]), str(ev.data["device"])))
             result.frames.append(frame)
 
-    def _wait(self, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None) -> Any:
+    def _wait(
+        self, spec: ChunkSpec, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None
+    ) -> Event | None:
         while True:
             if stopped():
-                self.proc.kill()
-                return None
+                return None  # render() kills Blender on the way out
             ev = self.proc.next_event(0.2)
             if ev is None:
                 continue
+            if str(ev.data.get("attempt", "")) != spec.attempt:
+                raise ProtocolError(f"an event of attempt {ev.data.get('attempt')!r} arrived during {spec.attempt!r}")
             if ev.kind == EV_STATS and on_progress is not None:
                 # Every stats report is a sign of life (it renews the worker's lease), even before samples start.
                 fraction = parse_stats(str(ev.data.get("text", ""))).fraction

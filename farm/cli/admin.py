@@ -20,6 +20,7 @@ token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", n
 admin_app.add_typer(company_app, name="company")
 admin_app.add_typer(token_app, name="token")
 __import__("farm.cli.gc", fromlist=["register"]).register(admin_app)  # `farm admin gc` (assets, issue 3)
+__import__("farm.cli.fsck", fromlist=["register"]).register(admin_app)  # `farm admin fsck` (issue 11)
 
 UNLIMITED = ("max-slots", "gpu-hours-budget", "cpu-hours-budget")
 

@@ -90,6 +90,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Reliability (migration 0003_reliability): a pause that also stops the chunks running now.
     pause_now: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Integrity (migration 0005_integrity): what the job rendered with that the studio should know about.
+    warning: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Task(Base):
@@ -125,6 +127,9 @@ class TaskAttempt(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     log_tail: Mapped[str] = mapped_column(Text, default="")
+    # Integrity (0005): whose fault a failed attempt was (``farm.lifecycle.outcomes.Fault``), and warnings.
+    fault: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    warning: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Frame(Base):

@@ -16,8 +16,9 @@ from farm import control
 from farm.auth import ensure_company
 from farm.clock import SystemClock, new_id
 from farm.db.engine import Database
-from farm.db.models import Job, Task, TaskAttempt
+from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.errors import Conflict, NotFound
+from farm.lifecycle.outcomes import Fault, Outcome
 from farm.states import JobStatus, TaskStatus
 from farm.transitions import set_task_status
 from scheduler import blocklist
@@ -109,8 +110,16 @@ def dispatch(db: Database, task_id: str, node: str) -> None:
         )
 
 
-def finish(db: Database, d: Dispatcher, task_id: str, outcome: str, reason: str = "") -> None:
-    """What ``_apply_facts`` does with an attempt's facts."""
+def finish(
+    db: Database,
+    d: Dispatcher,
+    task_id: str,
+    outcome: str,
+    reason: str = "",
+    fault: Fault | None = None,
+    store_frames: bool = True,
+) -> None:
+    """What ``_apply_facts`` does with an attempt's facts (a completed attempt stored its frames unless told)."""
     with db.session() as s:
         task = s.get(Task, task_id)
         assert task is not None
@@ -120,8 +129,19 @@ def finish(db: Database, d: Dispatcher, task_id: str, outcome: str, reason: str 
             select(TaskAttempt).where(TaskAttempt.task_id == task_id, TaskAttempt.number == task.attempts)
         )
         assert attempt is not None
-        attempt.status, attempt.reason, attempt.ended_at = outcome, reason, NOW
-        d._settle_task(s, job, task, outcome, reason, NOW)
+        if fault is None:
+            fault = Fault.NODE if outcome == "failed" else Fault.NONE
+        attempt.status, attempt.reason, attempt.ended_at, attempt.fault = outcome, reason, NOW, fault.value
+        if outcome == "completed" and store_frames:
+            for frame in task.frames:
+                s.merge(
+                    Frame(
+                        job_id=job.id, frame=frame, task_id=task.id, key=f"k/{frame}", name=f"{frame}.png",
+                        size=1, sha256="ab" * 32, created_at=NOW,
+                    )
+                )
+        s.flush()
+        d._settle_task(s, job, task, Outcome(outcome), fault, reason, NOW, attempt)
         from farm.transitions import settle_job
 
         settle_job(s, job, NOW)
@@ -137,7 +157,7 @@ def state(db: Database, job_id: str) -> tuple[Job, list[Task]]:
 
 
 # ---- retries, blocklist, failure policy -------------------------------------------------------------------
-def test_failed_attempts_retry_then_fail_the_chunk_and_block_the_node(db, dispatcher):
+def test_failed_attempts_retry_then_fail_the_chunk_and_the_node_counts_the_chunk_once(db, dispatcher):
     job_id = make_job(db)
     task_id = f"{job_id}-t0"
     for n in range(3):
@@ -148,9 +168,84 @@ def test_failed_attempts_retry_then_fail_the_chunk_and_block_the_node(db, dispat
         assert task.status == ("failed" if n == 2 else "soft-failed")
     assert job.status == "failed"
     assert "1 of 1 chunk(s) failed" in job.status_reason and "status 134 (try 2)" in job.status_reason
+    with db.session() as s:
+        # Three attempts of ONE chunk: the node failed one chunk, not three (the blocklist counts chunks).
+        assert [(e.node, e.failures) for e in blocklist.entries(s, job_id)] == [("n1", 1)]
+        assert blocklist.blocked_nodes(s, job_id) == set()
+
+
+def test_three_failed_chunks_block_the_node(db, dispatcher):
+    job_id = make_job(db, chunks=3, max_attempts=1)
+    for i in range(3):
+        dispatch(db, f"{job_id}-t{i}", "n1")
+        finish(db, dispatcher, f"{job_id}-t{i}", "failed", "Blender exited with status -11")
+    job, _ = state(db, job_id)
     assert "blocklisted: n1" in job.status_reason
     with db.session() as s:
         assert blocklist.blocked_nodes(s, job_id) == {"n1"}
+
+
+def test_a_scene_fault_fails_the_chunk_at_once_and_never_counts_against_the_node(db, dispatcher):
+    job_id = make_job(db, chunks=4, max_attempts=3)
+    for i in range(4):
+        dispatch(db, f"{job_id}-t{i}", "n1")
+        finish(db, dispatcher, f"{job_id}-t{i}", "failed", "scene 'S' has no active camera", fault=Fault.SCENE)
+    job, tasks = state(db, job_id)
+    assert [(t.status, t.attempts) for t in tasks] == [("failed", 1)] * 4
+    assert job.status == "failed" and "no active camera" in job.status_reason
+    with db.session() as s:
+        assert blocklist.entries(s, job_id) == []
+
+
+def test_a_store_outage_requeues_with_growing_backoff_and_counts_against_nothing(db, dispatcher):
+    job_id = make_job(db)
+    task_id = f"{job_id}-t0"
+    waits = []
+    for _ in range(3):
+        dispatch(db, task_id, "n1")
+        finish(db, dispatcher, task_id, "failed", "storage: disk full", fault=Fault.STORAGE)
+        count, until, _job = dispatcher._store_waits[task_id]
+        waits.append(until - time.monotonic())
+    job, [task] = state(db, job_id)
+    assert (task.status, task.failures) == ("queued", 0)
+    assert waits[0] < waits[1] < waits[2] and waits[0] > 1
+    assert "waiting for the object store" in job.status_reason
+    with db.session() as s:
+        assert blocklist.entries(s, job_id) == []
+    # The next success clears the wait.
+    dispatch(db, task_id, "n1")
+    finish(db, dispatcher, task_id, "completed")
+    assert task_id not in dispatcher._store_waits and state(db, job_id)[0].status == "completed"
+
+
+def test_a_completed_attempt_with_a_frame_missing_fails_and_names_it(db, dispatcher):
+    job_id = make_job(db)
+    task_id = f"{job_id}-t0"
+    dispatch(db, task_id, "n1")
+    finish(db, dispatcher, task_id, "completed", store_frames=False)
+    job, [task] = state(db, job_id)
+    assert (task.status, task.failures) == ("soft-failed", 1)
+    with db.session() as s:
+        attempt = s.scalar(select(TaskAttempt).where(TaskAttempt.task_id == task_id))
+        assert attempt is not None and attempt.status == "failed"
+        assert "without storing frame(s) 1" in attempt.reason
+
+
+def test_frame_rows_never_move_between_chunks_and_foreign_events_are_refused(db, dispatcher):
+    job_id = make_job(db, chunks=2)
+    with db.session() as s:
+        t0, t1 = s.get(Task, f"{job_id}-t0"), s.get(Task, f"{job_id}-t1")
+        assert t0 is not None and t1 is not None
+        ev = {"key": "k", "name": "n", "size": 3, "sha256": "cd" * 32}
+        dispatcher._record_frames(s, t0, 1, [{**ev, "task_id": t0.id, "attempt": 1, "frame": 1}], NOW)
+        s.flush()
+        # frame 1 claimed by chunk 1 (not its frame), another attempt, another task: all refused
+        dispatcher._record_frames(s, t1, 1, [{**ev, "task_id": t1.id, "attempt": 1, "frame": 1}], NOW)
+        dispatcher._record_frames(s, t0, 2, [{**ev, "task_id": t0.id, "attempt": 1, "frame": 1, "size": 9}], NOW)
+        dispatcher._record_frames(s, t0, 1, [{**ev, "task_id": t1.id, "attempt": 1, "frame": 2}], NOW)
+    with db.session() as s:
+        rows = list(s.scalars(select(Frame).where(Frame.job_id == job_id)))
+        assert [(r.frame, r.task_id, r.size) for r in rows] == [(1, f"{job_id}-t0", 3)]
 
 
 def test_stopped_or_lost_attempts_count_against_nothing(db, dispatcher):
@@ -243,14 +338,21 @@ def test_a_job_no_slot_can_take_says_why(db, dispatcher):
     assert state(db, gpu_only)[0].status_reason == (
         "waiting: no GPU slot is up and this job does not allow CPU fallback"
     )
-    reason = state(db, blocked)[0].status_reason
-    assert reason.startswith("waiting: every node that could render it is blocklisted (a)")
-    assert f"farm unblock {blocked}" in reason
+    # No node may take it any more: it does not sit "rendering" forever, it fails and says what to do.
+    job, [task] = state(db, blocked)
+    assert (job.status, task.status) == ("failed", "failed")
+    assert job.status_reason.startswith("no node may render this job any more: every node that could render it")
+    assert f"farm unblock {blocked}" in job.status_reason
+    # Unblocking a node runs it again.
     with db.session() as s:
-        blocklist.unblock(s, blocked)
+        row = s.get(Job, blocked)
+        assert row is not None
+        assert control.unblock(s, row, None, NOW) == ["a"]
+    job, [task] = state(db, blocked)
+    assert (job.status, task.status, task.failures) == ("queued", "queued", 0)
     dispatcher._explained_at = 0.0
     dispatcher._explain_waiting()
-    assert state(db, blocked)[0].status_reason == ""
+    assert state(db, blocked)[0].status == "queued"
 
 
 # ---- leases, requests, recovery -----------------------------------------------------------------------------
@@ -424,7 +526,7 @@ def test_faulty_renderer_crashes_with_a_reason_and_hangs_until_killed(tmp_path: 
     spec = ChunkSpec("j", tmp_path / "s.blend", [1, 2, 3], tmp_path / "out", {})
     done: list[int] = []
     result = renderer.render(spec, lambda f: done.append(f.frame), lambda _p: None, lambda: False)
-    assert (result.outcome, result.exit_code, done) == ("failed", 134, [1])
+    assert (result.outcome, result.exit_code, result.fault, done) == ("failed", 134, "node", [1])
     assert "frame 2" in result.reason and "Segmentation fault" in result.log_tail
     stop_at = time.monotonic() + 0.3
     hung = ChunkSpec("j", tmp_path / "s.blend", [5], tmp_path / "out", {})

@@ -314,7 +314,38 @@ def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
         all_actions=[a for a in actions.ACTIONS if a in app_actions],
         shown_actions=actions.shown(app_actions, detail.job.status),
         state=row_json(v.t, detail.job, app_actions),
+        job_id=detail.job.id,
+        blocklist=detail.blocklist,
+        can_unblock=actions.may_unblock(v.who),
     )
+
+
+def blocklist_html(v: Viewer, detail: views.JobDetail) -> str:
+    """The inside of the job page's "Blocklisted nodes" section, as the page renders it and the stream sends it."""
+    return TEMPLATES.get_template("_blocklist.html").render(
+        t=v.t,
+        csrf=v.csrf,
+        job_id=detail.job.id,
+        blocklist=detail.blocklist,
+        can_unblock=actions.may_unblock(v.who),
+    )
+
+
+# Before the route of the other actions, which would take "unblock" for an action name.
+@router.post("/jobs/{job_id}/unblock")
+async def unblock_nodes(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
+    """Give the blocklisted node named by the form's ``node`` (every node without one) a fresh start on the job."""
+    form = await check_post(request, ctx)
+    node = form.get("node") or None
+    cleared = await actions.unblock(ctx, v.who, job_id, node)
+    log.info(
+        "job %s: %s unblocked from the monitor by token %s (%d node(s) still listed)",
+        job_id,
+        node or "every node",
+        v.who.token_id,
+        len(cleared.nodes),
+    )
+    return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -418,8 +449,8 @@ def event_response(body: AsyncIterator[str]) -> StreamingResponse:
 
 @router.get("/jobs/{job_id}/events")
 async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
-    """Live progress of one job: ``job`` (progress), ``tasks`` (chunk rows), ``frames`` (new thumbnails),
-    ``log`` (changed attempt blocks), ``preview`` and finally ``end``."""
+    """Live progress of one job: ``job`` (progress), ``tasks`` (chunk rows), ``blocklist`` (the blocklisted
+    nodes' section), ``frames`` (new thumbnails), ``log`` (changed attempt blocks), ``preview`` and finally ``end``."""
 
     def load() -> tuple[views.JobDetail, bool]:
         with ctx.db.session() as s:
@@ -430,13 +461,14 @@ async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Respon
     app_actions = actions.available(request.app)
     sent_job: dict[str, Any] = {}
     sent_tasks = ""
+    sent_blocklist = ""
     sent_frames: dict[int, str] = {}
     sent_log: dict[str, tuple[str, str]] = {}
     sent_preview = False
     finished_at: float | None = None
 
     async def tick() -> tuple[list[str], bool]:
-        nonlocal sent_job, sent_tasks, sent_preview, finished_at
+        nonlocal sent_job, sent_tasks, sent_blocklist, sent_preview, finished_at
         detail, has_preview = await run_in_threadpool(load)
         out = []
         state = row_json(v.t, detail.job, app_actions)
@@ -447,6 +479,10 @@ async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Respon
         if tasks_html != sent_tasks:
             out.append(sse("tasks", {"html": tasks_html}))
             sent_tasks = tasks_html
+        listed = blocklist_html(v, detail)
+        if listed != sent_blocklist:
+            out.append(sse("blocklist", {"html": listed, "shown": bool(detail.blocklist)}))
+            sent_blocklist = listed
         new_frames = [tile for tile in detail.tiles if tile.done and sent_frames.get(tile.frame) != tile.version]
         if new_frames:
             out.append(

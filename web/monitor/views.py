@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from farm import control, ledger
 from farm import jobs as jobops
-from farm import ledger
 from farm.auth import Principal
 from farm.clock import utc
-from farm.contract import TaskOut
+from farm.contract import BlockedNode, TaskOut
 from farm.db.models import Blob, Company, Frame, Job, Task
 from farm.frames import parse_frames
 from farm.states import JOB_TERMINAL, JobStatus, TaskStatus
@@ -162,6 +162,8 @@ class JobDetail:
     log: list[LogBlock]
     preview_key: str
     settings: dict[str, object] = field(default_factory=dict)
+    #: Nodes that failed chunks of the job, blocked ones first (``blocked`` ones get no more of its chunks).
+    blocklist: list[BlockedNode] = field(default_factory=list)
 
 
 def job_detail(session: Session, who: Principal, job_id: str, now: datetime) -> JobDetail:
@@ -190,6 +192,7 @@ def job_detail(session: Session, who: Principal, job_id: str, now: datetime) -> 
         log=log_blocks(tasks),
         preview_key=output_key(job.company_id, job.id, "preview.mp4"),
         settings=dict(job.settings),
+        blocklist=control.blocklist_out(session, job).nodes,
     )
 
 

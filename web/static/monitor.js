@@ -52,6 +52,11 @@
     on(source, "tasks", function (data) {
       document.getElementById("tasks").innerHTML = data.html;
     });
+    on(source, "blocklist", function (data) {
+      // Rendered by the server with the viewer's CSRF token: the unblock forms post like the other actions.
+      document.getElementById("blocklist-body").innerHTML = data.html;
+      document.getElementById("blocklist").hidden = !data.shown;
+    });
     on(source, "frames", function (frames) {
       frames.forEach(function (f) {
         var tile = grid.querySelector('li[data-frame="' + f.frame + '"]');

@@ -1,0 +1,129 @@
+"""Attempt outcomes, fault classes and the verdict on a finished attempt.
+
+Faults are classified so that nobody pays for what is not theirs:
+
+* ``scene``: the scene or the job cannot render as given (not a .blend, no camera, invalid output settings,
+  missing inputs, a Python error in Blender). The chunk fails at once; retrying elsewhere would not help, and
+  the node did nothing wrong.
+* ``node``: the machine failed (Blender killed by a signal, out of memory, a device error, a hung render whose
+  lease expired, a worker that died). The attempt counts against the chunk (retries) and the node (blocklist).
+* ``storage``: the object store was unreachable or full. Counts against neither: the chunk waits with backoff
+  and runs again when the store is back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from farm.frames import format_frames
+from farm.states import TaskStatus
+
+
+class Outcome(StrEnum):
+    """How an attempt ended, as the worker (or the scheduler, for a lost worker) reports it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    LOST = "lost"
+
+
+class Fault(StrEnum):
+    """Whose fault a failed attempt was."""
+
+    NONE = ""
+    SCENE = "scene"
+    NODE = "node"
+    STORAGE = "storage"
+
+
+#: Messages that name the machine rather than the scene, even when Blender reports them as a Python error.
+_NODE_PATTERNS = re.compile(
+    r"out of memory|cannot allocate|memory allocation|no space left|cuda|optix|\bhip\b|metal|oneapi|"
+    r"device (?:error|lost|not found)|illegal address|wrote no file",
+    re.IGNORECASE,
+)
+
+
+def classify_blender_error(message: str, hint: str = "") -> Fault:
+    """Whose fault an error Blender reported (the process still alive) is; ``hint`` is what the child said."""
+    if hint == Fault.SCENE.value:
+        return Fault.SCENE
+    if _NODE_PATTERNS.search(message):
+        return Fault.NODE
+    return Fault.SCENE
+
+
+def classify_exit(exit_code: int | None) -> Fault:
+    """A Blender process that died (signal, abort, non-zero exit) is the node's fault: crashes, the OOM killer
+    and driver failures all end this way, and a retry on a healthy node is the right answer."""
+    return Fault.NODE
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the scheduler does with a finished attempt."""
+
+    task: TaskStatus
+    reason: str
+    counts_against_chunk: bool = False
+    counts_against_node: bool = False
+    retry_after_s: float = 0.0
+    cause: str = ""  # what went wrong, without the verdict's wording (for the job's failure summary)
+
+
+#: Store outages: the chunk waits this long before its next try, doubling up to the cap.
+STORAGE_BACKOFF_FIRST_S = 2.0
+STORAGE_BACKOFF_MAX_S = 60.0
+
+
+def storage_backoff_s(waits: int) -> float:
+    """How long a chunk waits before its next try after ``waits`` consecutive store outages (1, 2, …)."""
+    return float(min(STORAGE_BACKOFF_MAX_S, STORAGE_BACKOFF_FIRST_S * 2.0 ** max(0, waits - 1)))
+
+
+def decide(
+    outcome: Outcome,
+    fault: Fault,
+    reason: str,
+    failures_before: int,
+    max_attempts: int,
+    missing_frames: list[int],
+    storage_waits: int = 0,
+) -> Verdict:
+    """The verdict on an attempt of a chunk whose job is still running.
+
+    ``failures_before``: failed attempts of the chunk that counted so far; ``missing_frames``: frames of the chunk
+    with no stored file after an attempt that says it completed; ``storage_waits``: consecutive store outages of
+    the chunk including this one.
+    """
+    if outcome is Outcome.COMPLETED and missing_frames:
+        outcome, fault = Outcome.FAILED, Fault.NODE
+        reason = f"the attempt ended without storing frame(s) {_frames(missing_frames)}"
+    if outcome is Outcome.COMPLETED:
+        return Verdict(TaskStatus.COMPLETED, "")
+    if outcome in (Outcome.CANCELED, Outcome.LOST):
+        return Verdict(TaskStatus.QUEUED, reason or "stopped by the scheduler; requeued")
+    if fault is Fault.STORAGE:
+        wait = storage_backoff_s(max(1, storage_waits))
+        return Verdict(
+            TaskStatus.QUEUED,
+            f"waiting for the object store ({reason}); next try in {wait:g}s",
+            retry_after_s=wait,
+        )
+    if fault is Fault.SCENE:
+        return Verdict(
+            TaskStatus.FAILED, f"scene or job error (not retried): {reason}", counts_against_chunk=True, cause=reason
+        )
+    failures = failures_before + 1
+    if failures >= max_attempts:
+        return Verdict(
+            TaskStatus.FAILED, f"{failures} attempt(s) failed: {reason}", True, counts_against_node=True, cause=reason
+        )
+    return Verdict(TaskStatus.SOFT_FAILED, reason, True, counts_against_node=True, cause=reason)
+
+
+def _frames(frames: list[int]) -> str:
+    return format_frames(sorted(frames))

@@ -1,0 +1,129 @@
+"""Unblocking a node from the job page in a real browser (Debian's Chromium through Playwright).
+
+The API and monitor run on 127.0.0.1 over a real SQLite database without a scheduler: the blocklist rows are written
+by the test, as the scheduler would leave them, so no render has to fail first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from farm.bootstrap import bootstrap
+from farm.clock import SystemClock
+from farm.db.engine import Database
+from farm.db.models import BlocklistEntry, Job
+from farm.embedded import free_port
+from farm.settings import ServerSettings
+from storage.local import LocalDirStore
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, shoot
+from tests.web.test_monitor import Monitor
+from web.app import create_app
+from web.deps import AppContext
+
+
+@dataclass
+class Server:
+    url: str
+    monitor: Monitor  # the database helpers of the HTTP tests (its TestClient is not used here)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    settings = ServerSettings(data_dir=tmp_path, port=0, write_cli_config=False)
+    db = Database(settings.db_url)
+    db.migrate()
+    admin = bootstrap(db, SystemClock(), tmp_path)
+    store = LocalDirStore(tmp_path / "objects")
+    app = create_app(AppContext(settings=settings, db=db, store=store, clock=SystemClock()))
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", Monitor(None, db, store, admin))
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+        db.dispose()
+
+
+@pytest.fixture()
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def block(server: Server, job_id: str, node: str) -> None:
+    now = datetime.now(UTC)
+    with server.monitor.db.session() as s:
+        s.add(
+            BlocklistEntry(
+                job_id=job_id, node=node, failures=3, reason="Blender crashed", blocked_at=now, updated_at=now
+            )
+        )
+
+
+def test_unblock_in_a_real_browser(server: Server, browser) -> None:
+    job = server.monitor.add_job(status="active")  # still running: its page keeps its event stream open
+    block(server, job, "gpu-node-1")
+    token = server.monitor.company_token("default")  # an artist of the job's company
+
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto(f"{server.url}/jobs/{job}")
+    page.get_by_label("API token").fill(token)
+    page.locator("form[action='/login'] button[type=submit]").click()
+    page.wait_for_url(f"{server.url}/jobs/{job}")
+
+    section = page.locator("#blocklist")
+    assert section.is_visible()
+    assert page.get_by_role("heading", name="Blocklisted nodes").is_visible()
+    assert section.locator("tr[data-node='gpu-node-1']").is_visible()
+
+    # A node blocked while the page is open appears through the event stream, with its own working button.
+    block(server, job, "gpu-node-2")
+    section.locator("tr[data-node='gpu-node-2']").wait_for()
+    shoot(page, "job-blocklist")
+
+    page.get_by_role("button", name="Unblock gpu-node-1").click()
+    page.wait_for_function("document.getElementById('job-reason').textContent === 'unblocked gpu-node-1'")
+    assert section.locator("tr[data-node='gpu-node-1']").count() == 0
+    assert section.locator("tr[data-node='gpu-node-2']").is_visible()
+    with server.monitor.db.session() as s:
+        nodes = set(s.scalars(select(BlocklistEntry.node).where(BlocklistEntry.job_id == job)))
+        assert nodes == {"gpu-node-2"}
+
+    page.get_by_role("button", name="Unblock all").click()
+    page.wait_for_function("document.getElementById('job-reason').textContent === 'unblocked gpu-node-2'")
+    assert section.is_hidden()
+    with server.monitor.db.session() as s:
+        assert s.scalar(select(BlocklistEntry).where(BlocklistEntry.job_id == job)) is None
+        assert s.get(Job, job).status_reason == "unblocked gpu-node-2"
+    context.close()  # before the server stops: ends the page's event stream
