@@ -231,6 +231,8 @@ def status(
         return
     reason = f" ({job.status_reason})" if job.status_reason else ""
     out.line(f"{job.id} {job.name}: {job.status.value}{reason}, {job.frames_done}/{job.frames_total} frames")
+    if job.warning:
+        out.line(f"warning: {job.warning}")
     rows = []
     for t in tasks:
         last = t.attempts[-1] if t.attempts else None
@@ -242,10 +244,11 @@ def status(
                 len(t.attempts),
                 last.node if last else "",
                 f"{last.seconds:.2f}s" if last and last.seconds is not None else "",
+                last.fault if last else "",
                 last.reason if last else "",
             ]
         )
-    out.table(["chunk", "frames", "status", "attempts", "node", "time", "reason"], rows)
+    out.table(["chunk", "frames", "status", "attempts", "node", "time", "fault", "reason"], rows)
 
 
 @app.command()
