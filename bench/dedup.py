@@ -56,10 +56,10 @@ def build_project(base: Path, textures: int, size: int) -> Path:
 def serve(data_dir: Path) -> tuple[str, str]:
     import uvicorn
 
-    from farm.bootstrap import bootstrap
     from farm.clock import SystemClock
     from farm.db.engine import Database
-    from farm.embedded import free_port
+    from farm.runtime.bootstrap import bootstrap
+    from farm.runtime.embedded import free_port
     from farm.settings import ServerSettings
     from storage.local import LocalDirStore
     from web.app import create_app
@@ -82,7 +82,7 @@ def serve(data_dir: Path) -> tuple[str, str]:
 
 def submit(url: str, token: str, blend: Path) -> dict[str, float]:
     from farm.client import FarmClient
-    from farm.packing import HashCache
+    from farm.client.packing import HashCache
 
     cache = HashCache()  # loads the cache file each time, like a fresh `farm submit`
     started = time.monotonic()

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from farm.bootstrap import bootstrap  # noqa: E402
 from farm.clock import SystemClock  # noqa: E402
 from farm.db.engine import Database  # noqa: E402
 from farm.db.models import Company, Frame, Job, Task  # noqa: E402
+from farm.runtime.bootstrap import bootstrap  # noqa: E402
 from farm.settings import ServerSettings  # noqa: E402
 from storage.local import LocalDirStore  # noqa: E402
 from web.app import create_app  # noqa: E402

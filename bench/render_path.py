@@ -72,9 +72,9 @@ def bare_ray(blend: Path, frames: int, out: Path) -> float:
 
 def farm(blend: Path, frames: int, out: Path) -> float:
     from farm.client import FarmClient
-    from farm.embedded import EmbeddedFarm
+    from farm.domain.states import JOB_TERMINAL
+    from farm.runtime.embedded import EmbeddedFarm
     from farm.settings import ServerSettings
-    from farm.states import JOB_TERMINAL
 
     settings = ServerSettings(data_dir=out / "farm-data", port=0, write_cli_config=False)
     with EmbeddedFarm(settings) as embedded, FarmClient(embedded.url, embedded.admin_token) as client:

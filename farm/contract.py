@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from farm.states import JobStatus, TaskStatus
+from farm.domain.states import JobStatus, TaskStatus
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256")]
 _RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")

@@ -57,7 +57,7 @@ class Conflict(FarmError):
 
 
 class InvalidTransition(Conflict):
-    """A state change that the transition table in ``farm.states`` refuses."""
+    """A state change that the transition table in ``farm.domain.states`` refuses."""
 
     def __init__(self, kind: str, ident: str, old: str, new: str) -> None:
         super().__init__(f"{kind} {ident}: cannot go from {old!r} to {new!r}")

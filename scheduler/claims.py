@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from farm.db.engine import is_postgresql, take_sqlite_write_lock
 from farm.db.models import Job, Task
-from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE
+from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 
 
 def claim(session: Session, job: Job, task: Task) -> bool:

@@ -1,6 +1,6 @@
 """The dispatch loop: hands runnable chunks to idle slots, applies what workers report, carries out
 cancel requests, and recovers in-flight work after a restart. Every state change goes through
-``farm.transitions``; workers only report facts."""
+``farm.lifecycle.transitions``; workers only report facts."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from ray.exceptions import ActorDiedError, RayError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from farm import ledger
 from farm.clock import Clock
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
-from farm.frames import format_frames
+from farm.domain.frames import format_frames
+from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
+from farm.lifecycle import blocklist
 from farm.lifecycle.outcomes import Fault, Outcome, Verdict, decide
-from farm.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
-from farm.transitions import set_job_status, set_task_status, settle_job
-from scheduler import blocklist, claims
+from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
+from farm.metering import ledger
+from scheduler import claims
 from scheduler.fairshare import FairShare
 from scheduler.heartbeat import Heartbeat
 from scheduler.nodes import NodeTracker
@@ -72,7 +73,7 @@ class Dispatcher:
         self.fair_share = fair_share or FairShare()
         self.wake = threading.Event()
         self.on_change: Callable[[], None] | None = None
-        self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.preview.PreviewMaker
+        self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.media.preview.PreviewMaker
         self.periodic: list[Callable[[], None]] = []  # cheap calls each loop turn (storage sampler)
         # Chunks waiting out a store outage: task id -> (consecutive outages, monotonic time of the next try).
         # Kept in memory: after a restart they simply try again at once.

@@ -9,7 +9,7 @@ Order of preference for each free slot, decided one chunk at a time:
    ``cpu_share`` (CPU slots) or ``gpu_share`` (GPU slots); running attempts count up to now.
 
 Always: a company never holds more than ``max_slots`` (the burst cap); a job whose company spent its monthly
-budget for the resource it needs is held with a visible ``quota exceeded: …`` reason (``farm.quota``).
+budget for the resource it needs is held with a visible ``quota exceeded: …`` reason (``farm.metering.quota``).
 Within a company: job priority (higher first), then age, then chunk index.
 """
 
@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from farm import quota
 from farm.clock import utc
 from farm.db.models import Company, Job, Task, TaskAttempt
-from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE
+from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
+from farm.metering import quota
 from scheduler.pool import Slot
 
 log = logging.getLogger(__name__)

@@ -16,15 +16,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
-
-from farm.clock import Clock, utc
+from farm.clock import Clock
 from farm.db.engine import Database
-from farm.db.models import NodeBeat, WorkerBeat
+from farm.services.nodeview import NodeState, Snapshot, WorkerState, write
 
 if TYPE_CHECKING:  # the pool imports Ray; API processes read heartbeats without it
     from scheduler.pool import WorkerPool
@@ -32,34 +28,9 @@ if TYPE_CHECKING:  # the pool imports Ray; API processes read heartbeats without
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 5.0
-LEASE_S = 30.0
 LOST_WINDOW_S = 600.0
 #: Ray's NodeDeathInfo reasons that are planned (``ray stop``, autoscaler scale-down of an idle node).
 PLANNED_DEATHS = frozenset({1, 4})
-
-WORKER_STATES = ("idle", "busy", "lost")
-NODE_STATES = ("alive", "lost")
-
-
-@dataclass(frozen=True)
-class WorkerState:
-    name: str
-    node: str
-    state: str  # one of WORKER_STATES
-    task_id: str | None = None
-
-
-@dataclass(frozen=True)
-class NodeState:
-    id: str
-    name: str
-    alive: bool
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    workers: tuple[WorkerState, ...] = ()
-    nodes: tuple[NodeState, ...] = ()
 
 
 class RayNodes:
@@ -114,32 +85,6 @@ def snapshot(pool: WorkerPool, nodes: Sequence[NodeState]) -> Snapshot:
             state = "idle" if slot.task_id is None else "busy"
         workers.append(WorkerState(slot.name, slot.node, state, slot.task_id))
     return Snapshot(tuple(workers), tuple(nodes))
-
-
-def write(db: Database, snap: Snapshot, now: datetime) -> None:
-    """Replace the heartbeat rows with ``snap`` (only the one scheduler writes them)."""
-    with db.session() as s:
-        s.execute(delete(WorkerBeat).where(WorkerBeat.name.not_in([w.name for w in snap.workers])))
-        s.execute(delete(NodeBeat).where(NodeBeat.id.not_in([n.id for n in snap.nodes])))
-        for w in snap.workers:
-            s.merge(WorkerBeat(name=w.name, node=w.node, state=w.state, task_id=w.task_id, beat_at=now))
-        for n in snap.nodes:
-            s.merge(NodeBeat(id=n.id, name=n.name, alive=n.alive, beat_at=now))
-
-
-def read(db: Database, now: datetime, lease_s: float = LEASE_S) -> Snapshot:
-    """The last heartbeat; rows past their lease come back as lost."""
-    expired = now - timedelta(seconds=lease_s)
-    with db.session() as s:
-        workers = tuple(
-            WorkerState(w.name, w.node, w.state if utc(w.beat_at) >= expired else "lost", w.task_id)
-            for w in s.scalars(select(WorkerBeat).order_by(WorkerBeat.name))
-        )
-        nodes = tuple(
-            NodeState(n.id, n.name, n.alive and utc(n.beat_at) >= expired)
-            for n in s.scalars(select(NodeBeat).order_by(NodeBeat.id))
-        )
-    return Snapshot(workers, nodes)
 
 
 class Heartbeat:

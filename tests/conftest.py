@@ -29,7 +29,7 @@ def sample_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One embedded farm for the whole session: Ray on loopback, one Blender slot, API on a free port."""
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
     from farm.settings import ServerSettings
 
     settings = ServerSettings(data_dir=tmp_path_factory.mktemp("farm-data"), port=0, write_cli_config=False)
@@ -43,7 +43,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture()
 def client(farm: object) -> Iterator[object]:
     from farm.client import FarmClient
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm)
     with FarmClient(farm.url, farm.admin_token) as c:

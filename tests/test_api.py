@@ -5,9 +5,9 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.runtime.bootstrap import bootstrap
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
 from web.app import create_app

@@ -2,10 +2,10 @@
 
 import json
 
-from farm import clientconfig
-from farm.bootstrap import bootstrap, offer_to_cli
+from farm.client import config as clientconfig
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.runtime.bootstrap import bootstrap, offer_to_cli
 
 
 def test_token_is_created_once_and_kept_across_restarts(tmp_path):

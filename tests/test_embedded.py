@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from farm.cli.main import app
 from farm.contract import JobCreate, ManifestEntry
-from farm.states import JOB_TERMINAL
+from farm.domain.states import JOB_TERMINAL
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]
 

@@ -1,7 +1,7 @@
 import pytest
 
+from farm.domain.frames import MAX_FRAMES, chunk_frames, format_frames, parse_frames
 from farm.errors import BadRequest
-from farm.frames import MAX_FRAMES, chunk_frames, format_frames, parse_frames
 
 
 @pytest.mark.parametrize(

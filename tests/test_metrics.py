@@ -21,9 +21,9 @@ from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
 from farm.errors import StorageError
+from farm.services import nodeview
+from farm.services.nodeview import NodeState, Snapshot, WorkerState
 from farm.settings import ServerSettings
-from scheduler import heartbeat
-from scheduler.heartbeat import NodeState, Snapshot, WorkerState
 from storage.local import LocalDirStore
 from web import metrics
 from web.app import create_app
@@ -135,7 +135,7 @@ def seed(db: Database) -> datetime:
                     outcome="completed",
                 )
             )
-    heartbeat.write(
+    nodeview.write(
         db,
         Snapshot(
             workers=(
@@ -227,8 +227,8 @@ def api(tmp_path):
 def test_metrics_need_the_scrape_token_or_a_platform_admin(api):
     from datetime import UTC, datetime
 
-    from farm.auth import create_token, ensure_company
     from farm.contract import Role
+    from farm.services.auth import create_token, ensure_company
 
     assert api.get("/metrics").status_code == 200
     nobody = api.get("/metrics", headers={"Authorization": ""})
@@ -295,7 +295,7 @@ def test_storage_errors_are_counted_by_operation():
 @pytest.fixture(scope="module")
 def rendered(farm, sample_blend):
     from farm.client import FarmClient
-    from farm.states import JOB_TERMINAL
+    from farm.domain.states import JOB_TERMINAL
 
     with FarmClient(farm.url, farm.admin_token) as client:
         job = client.submit(sample_blend, "1-2", name="metrics", chunk_size=2).job

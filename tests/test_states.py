@@ -2,8 +2,7 @@ import itertools
 
 import pytest
 
-from farm.errors import InvalidTransition
-from farm.states import (
+from farm.domain.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
     TASK_TRANSITIONS,
@@ -12,6 +11,7 @@ from farm.states import (
     check_job,
     check_task,
 )
+from farm.errors import InvalidTransition
 
 JOB_ALLOWED = [(old, new) for old, targets in JOB_TRANSITIONS.items() for new in sorted(targets)]
 TASK_ALLOWED = [(old, new) for old, targets in TASK_TRANSITIONS.items() for new in sorted(targets)]

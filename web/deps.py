@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from farm import jobs
-from farm.auth import Principal, resolve_token
 from farm.clock import Clock
 from farm.contract import JobOut
 from farm.db.engine import Database
 from farm.db.models import Job
+from farm.services import jobs
+from farm.services.auth import Principal, resolve_token
 from farm.settings import ServerSettings
 from storage.base import ObjectStore
 

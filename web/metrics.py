@@ -43,15 +43,15 @@ from sqlalchemy import ColumnElement, case, extract, func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from farm import quota
-from farm.auth import resolve_token
 from farm.clock import Clock, utc
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
+from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
 from farm.errors import Forbidden, StorageError
-from farm.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
-from scheduler.heartbeat import NODE_STATES, WORKER_STATES, Snapshot
-from scheduler.heartbeat import read as read_heartbeat
+from farm.metering import quota
+from farm.services.auth import resolve_token
+from farm.services.nodeview import NODE_STATES, WORKER_STATES, Snapshot
+from farm.services.nodeview import read as read_heartbeat
 from storage.base import ObjectInfo, ObjectStore
 from web.deps import Ctx, bearer
 

@@ -7,8 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from farm import companies, fsck, tokens
-from farm.auth import require
 from farm.contract import (
     CompanyCreate,
     CompanyList,
@@ -23,6 +21,8 @@ from farm.contract import (
     TokenOut,
     WhoAmI,
 )
+from farm.services import companies, fsck, tokens
+from farm.services.auth import require
 from web.deps import Caller, Ctx
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])

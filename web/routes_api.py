@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from farm import blobs, jobs, usage_report
 from farm.contract import (
     SHA256,
     BlobOut,
@@ -21,8 +20,10 @@ from farm.contract import (
     TaskList,
     UsageReport,
 )
+from farm.domain.states import JobStatus
 from farm.errors import ValidationFailed
-from farm.states import JobStatus
+from farm.metering import usage_report
+from farm.services import blobs, jobs
 from web.deps import Caller, Ctx, act_on_job
 
 router = APIRouter(prefix="/api/v1")

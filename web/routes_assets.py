@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from farm import blobs, gc, jobs
 from farm.contract import SHA256, BlobCommit, BlobOut, GcReport
 from farm.errors import Forbidden, NotFound
-from farm.preview import PREVIEW_NAME
+from farm.media.preview import PREVIEW_NAME
+from farm.services import blobs, gc, jobs
 from storage.base import output_key
 from web.deps import Caller, Ctx
 

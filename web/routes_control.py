@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from farm import control, jobs
-from farm.auth import require
 from farm.contract import Blocklist, JobOut, Role, UnblockRequest
+from farm.lifecycle import control
+from farm.services import jobs
+from farm.services.auth import require
 from web.deps import Caller, Ctx, act_on_job
 
 router = APIRouter(prefix="/api/v1", tags=["control"])

@@ -16,11 +16,11 @@ from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
-from farm.auth import Principal
 from farm.clock import utc
 from farm.contract import Role
 from farm.db.models import ApiToken, Company
 from farm.errors import Forbidden, Unauthorized
+from farm.services.auth import Principal
 from farm.settings import ServerSettings
 
 COOKIE = "farm_session"

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from farm.frames import parse_frames
+from farm.domain.frames import parse_frames
 from farm.lifecycle.outcomes import Fault, Outcome
 from workers.renderer import (
     ChunkResult,

@@ -111,7 +111,7 @@ def frames_spec(start: int, end: int, step: int = 1) -> str:
 def check_frames(spec: str) -> Outcome | None:
     """None when the farm will accept ``spec``, else the outcome that says what to fix."""
     from farm.errors import BadRequest
-    from farm.frames import parse_frames
+    from farm.domain.frames import parse_frames
 
     try:
         parse_frames(spec)
@@ -205,7 +205,7 @@ class Submission:
     def _submit(self) -> Outcome:
         from farm.client import FarmClient
         from farm.contract import JobCreate, JobOut, ManifestEntry
-        from farm.packing import Pack
+        from farm.client.packing import Pack
 
         submission = self
 

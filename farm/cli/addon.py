@@ -12,7 +12,6 @@ deploy to.
 
 from __future__ import annotations
 
-import ast
 import base64
 import csv
 import hashlib
@@ -35,8 +34,9 @@ from farm.cli import output as out
 
 ADDON_ID = "render_farm"
 CLIENT_DIST = "render_farm_client"
-# The farm modules the add-on calls; whatever farm modules they import are added by following the imports.
-CLIENT_ROOTS = ("farm.client", "farm.frames")
+# The farm code the add-on bundles: the client SDK and the leaves it imports (tests/test_layout.py keeps it so).
+CLIENT_PACKAGES = ("farm/client", "farm/domain")
+CLIENT_MODULES = ("farm/__init__.py", "farm/contract.py", "farm/errors.py")
 # Third-party distributions the client needs inside Blender; their own requirements are followed.
 THIRD_PARTY_ROOTS = ("pydantic", "httpx", "blender-asset-tracer", "zstandard")
 # Blender's manifest may not name these: the build writes them.
@@ -112,35 +112,23 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def farm_modules(roots: tuple[str, ...] = CLIENT_ROOTS) -> dict[str, Path]:
-    """The ``farm`` modules reachable from ``roots`` by their imports, by dotted name, with their files."""
+def farm_modules() -> dict[str, Path]:
+    """The ``farm`` modules the add-on bundles (``CLIENT_PACKAGES`` and ``CLIENT_MODULES``), by dotted name.
+
+    The client SDK imports nothing else of the farm (tests/test_layout.py checks it), so a fixed list is enough.
+    """
     import farm
 
     package_dir = Path(farm.__file__).resolve().parent
-    found: dict[str, Path] = {"farm": package_dir / "__init__.py"}
-    # (module, optional): ``from farm import x`` may name a function of farm/__init__.py rather than a module.
-    todo: list[tuple[str, bool]] = [(r, False) for r in roots]
-    while todo:
-        name, optional = todo.pop()
-        if name in found:
-            continue
-        relative = Path(*name.split(".")[1:])
-        path = package_dir / relative.with_suffix(".py")
+    root = package_dir.parent
+    found: dict[str, Path] = {}
+    paths = [root / m for m in CLIENT_MODULES]
+    for package in CLIENT_PACKAGES:
+        paths.extend(sorted((root / package).rglob("*.py")))
+    for path in paths:
         if not path.is_file():
-            path = package_dir / relative / "__init__.py"
-        if not path.is_file():
-            if optional:
-                continue
-            raise AddonBuildError(f"the add-on needs {name}, which has no source file under {package_dir}")
-        found[name] = path
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module == "farm":
-                    todo.extend((f"farm.{alias.name}", True) for alias in node.names)
-                elif node.module.startswith("farm."):
-                    todo.append((node.module, False))
-            elif isinstance(node, ast.Import):
-                todo.extend((a.name, False) for a in node.names if a.name.startswith("farm."))
+            raise AddonBuildError(f"the add-on needs {path.relative_to(root)}, which is missing under {root}")
+        found[".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")] = path
     return found
 
 

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from farm import clientconfig
-from farm.admin_client import AdminClient
 from farm.cli import output as out
 from farm.client import ClientError
+from farm.client import config as clientconfig
+from farm.client.admin import AdminClient
 from farm.contract import CompanyCreate, CompanyOut, CompanyUpdate, Role, TokenCreate
 
 admin_app = typer.Typer(help="Platform and company administration.", no_args_is_help=True)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from farm.admin_client import AdminClient
 from farm.cli import output as out
 from farm.client import ClientError
+from farm.client.admin import AdminClient
 from farm.contract import FsckReport
 
 SHOWN = 20  # keys printed per kind; --json has them all

@@ -104,8 +104,8 @@ def scheduler(
     data_dir: Annotated[Path | None, typer.Option(help="admin token, work and cache folders")] = None,
 ) -> None:
     """Run the cluster-mode scheduler: joins Ray, follows its nodes, dispatches chunks (one per database)."""
+    from farm.runtime.scheduler import run_scheduler
     from farm.settings import Mode, ServerSettings
-    from scheduler.main import run_scheduler
 
     _server_logging()
     overrides: dict[str, object] = {"mode": Mode.CLUSTER, "ray_address": ray_address}
@@ -120,7 +120,7 @@ def api(
     data_dir: Annotated[Path | None, typer.Option(help="admin token and upload spool")] = None,
 ) -> None:
     """Run the cluster-mode API (no Ray): serves /api/v1 from the shared database and object store."""
-    from farm.api_main import serve_api
+    from farm.runtime.api import serve_api
     from farm.settings import Mode, ServerSettings
 
     _server_logging()

@@ -21,7 +21,7 @@ from rich.progress import (
 from farm.cli import output as out
 from farm.client import ClientError, FarmClient
 from farm.contract import JobOut
-from farm.states import JOB_TERMINAL
+from farm.domain.states import JOB_TERMINAL
 
 app = typer.Typer(help="Shared Blender render farm.", no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -55,7 +55,7 @@ def server(
     slots: Annotated[int | None, typer.Option(help="render slots (default: one using every core)")] = None,
 ) -> None:
     """Run an embedded farm: API, scheduler, local Ray and workers on 127.0.0.1."""
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
     from farm.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,8 +100,8 @@ def submit(
     if fmt not in ("PNG", "EXR"):
         out.error(f"--format must be PNG or EXR, not {format!r}")
         raise typer.Exit(2)
+    from farm.domain.frames import parse_frames
     from farm.errors import BadRequest
-    from farm.frames import parse_frames
 
     try:
         parse_frames(frames)
@@ -300,8 +300,8 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
 ) -> None:
     """Resource usage and cost from the metering ledger, per company, job and resource."""
-    from farm import usage_report
-    from farm.admin_client import AdminClient
+    from farm.client.admin import AdminClient
+    from farm.metering import usage_report
 
     fmt = "json" if as_json else fmt.lower()
     if fmt not in ("table", "csv", "json"):
@@ -331,7 +331,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the frames go")] = Path("demo-output"),
 ) -> None:
     """Start an embedded farm, render the bundled sample scene, download the frames, print a summary."""
-    from farm.demo import run_demo
+    from farm.runtime.demo import run_demo
 
     try:
         summary = run_demo(frames, resolution, samples, chunk, out_dir, log=out.line)

@@ -1,4 +1,4 @@
-"""Tables. The database is the source of truth; statuses change only through ``farm.transitions``."""
+"""Tables. The database is the source of truth; statuses change only through ``farm.lifecycle.transitions``."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from farm.frames import format_frames
-from farm.states import TaskStatus
+from farm.domain.frames import format_frames
+from farm.domain.states import TaskStatus
 
 
 class Outcome(StrEnum):

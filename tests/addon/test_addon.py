@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from farm.embedded import EmbeddedFarm
+from farm.runtime.embedded import EmbeddedFarm
 
 DRIVER = Path(__file__).with_name("driver.py")
 TEXTURE = "textures/checker.png"
@@ -171,6 +171,7 @@ def test_zip_manifest_lists_its_wheels(addon_zip: Path) -> None:
             modules = set(wheel.namelist())
     assert manifest["id"] == "render_farm" and manifest["blender_version_min"] == "4.2.0"
     assert {w.removeprefix("./") for w in manifest["wheels"]} == {n for n in names if n.startswith("wheels/")}
-    assert {"farm/client.py", "farm/packing.py", "farm/contract.py"} <= modules
-    assert not any(m.startswith(("farm/db/", "farm/cli/", "farm/embedded")) for m in modules), "server code stays out"
+    assert {"farm/client/__init__.py", "farm/client/api.py", "farm/client/packing.py", "farm/contract.py"} <= modules
+    server = ("farm/db/", "farm/cli/", "farm/runtime/", "farm/services/", "farm/lifecycle/", "farm/metering/")
+    assert not any(m.startswith(server) for m in modules), "server code stays out"
     assert "__init__.py" in names and "translations.py" in names

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from farm.client import ClientError
-from farm.embedded import EmbeddedFarm
+from farm.runtime.embedded import EmbeddedFarm
 from tests.addon.labels import ADDON
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.embedded import free_port
+from farm.runtime.bootstrap import bootstrap
+from farm.runtime.embedded import free_port
 from farm.settings import ServerSettings
 from storage.s3 import S3Store
 from tests.s3_server import S3ServerProcess, running_s3_server

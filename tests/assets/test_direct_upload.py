@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from farm.auth import create_token, ensure_company
 from farm.client import FarmClient
+from farm.client.packing import Pack
 from farm.clock import SystemClock
 from farm.contract import ManifestEntry, Role
-from farm.packing import Pack
+from farm.services.auth import create_token, ensure_company
 from tests.assets.conftest import MAX_UPLOAD, Api
 
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from farm.cli.main import app
 from farm.client import ClientError, FarmClient
+from farm.client.packing import OUTSIDE_PROJECT
 from farm.contract import JobOut
-from farm.packing import OUTSIDE_PROJECT
 from tests.assets.helpers import build_blend, texture
 
 
@@ -56,7 +56,7 @@ def test_a_texture_outside_the_project_is_packed_and_rendered(client: FarmClient
 
 
 def test_the_pack_names_outside_files_the_way_bat_does(tmp_path: Path) -> None:
-    from farm.packing import trace
+    from farm.client.packing import trace
 
     far = texture(tmp_path / "far" / "t.png", (1, 2, 3))
     blend = build_blend(tmp_path / "p" / "scene.blend", [str(far)])
@@ -67,7 +67,7 @@ def test_the_pack_names_outside_files_the_way_bat_does(tmp_path: Path) -> None:
 def test_a_missing_texture_is_reported_and_allow_missing_submits_anyway(
     farm: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm)
     monkeypatch.setenv("FARM_URL", farm.url)
@@ -96,7 +96,7 @@ def test_a_missing_texture_is_reported_and_allow_missing_submits_anyway(
 
 
 def test_farm_admin_gc_is_a_dry_run_by_default(farm: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm)
     monkeypatch.setenv("FARM_URL", farm.url)

@@ -24,16 +24,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
-from farm import fsck
-from farm.auth import DEFAULT_COMPANY, create_token, ensure_company
-from farm.blobs import new_upload_id, upload_key
-from farm.bootstrap import bootstrap
 from farm.cli.fsck import frame_ranges
 from farm.cli.main import app
 from farm.clock import SystemClock
 from farm.contract import Role, TokenCreate
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job
+from farm.runtime.bootstrap import bootstrap
+from farm.services import fsck
+from farm.services.auth import DEFAULT_COMPANY, create_token, ensure_company
+from farm.services.blobs import new_upload_id, upload_key
 from farm.settings import ServerSettings
 from storage.base import ObjectInfo, ObjectStore, blob_key, output_key
 from storage.local import LocalDirStore
@@ -313,7 +313,7 @@ def test_fsck_is_for_platform_admins(local: World) -> None:
 
 # ---- on the session's embedded farm ----------------------------------------------------------------------------
 def _cli(farm: object, *args: str, token: str | None = None) -> object:
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm)
     env = {"FARM_URL": farm.url, "FARM_TOKEN": token or farm.admin_token}
@@ -336,7 +336,7 @@ def test_a_blob_lost_from_the_farms_store_is_found_by_fsck_and_uploaded_again(
     farm: object, client: object, sample_blend: Path
 ) -> None:
     from farm.client import FarmClient
-    from farm.embedded import EmbeddedFarm
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm) and isinstance(client, FarmClient) and farm.store is not None
     first = client.submit(sample_blend, "1-2", name="fsck-first", samples=1)
@@ -369,8 +369,8 @@ def test_a_blob_lost_from_the_farms_store_is_found_by_fsck_and_uploaded_again(
 
 
 def test_farm_admin_fsck_refuses_an_artist(farm: object) -> None:
-    from farm.admin_client import AdminClient
-    from farm.embedded import EmbeddedFarm
+    from farm.client.admin import AdminClient
+    from farm.runtime.embedded import EmbeddedFarm
 
     assert isinstance(farm, EmbeddedFarm)
     with AdminClient(farm.url, farm.admin_token) as admin:

@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from farm.blobs import UPLOAD_PREFIX, new_upload_id
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import Blob, Job
+from farm.metering.storage_usage import BYTES_PER_GB, StorageSampler, bytes_by_company
+from farm.runtime.bootstrap import bootstrap
+from farm.services.blobs import UPLOAD_PREFIX, new_upload_id
 from farm.settings import ServerSettings
-from farm.storage_usage import BYTES_PER_GB, StorageSampler, bytes_by_company
 from storage.base import output_key
 from storage.local import LocalDirStore
 from web.app import create_app

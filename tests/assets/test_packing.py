@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.packing import OUTSIDE_PROJECT, HashCache, manifest, trace
+from farm.client.packing import OUTSIDE_PROJECT, HashCache, manifest, trace
 from tests.assets.helpers import build_blend, texture
 
 

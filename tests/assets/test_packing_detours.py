@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.packing import OUTSIDE_PROJECT, trace
+from farm.client.packing import OUTSIDE_PROJECT, trace
 from tests.assets.helpers import build_blend, texture
 
 GREEN, YELLOW, BLUE, RED = (0, 255, 0), (255, 255, 0), (0, 0, 255), (255, 0, 0)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from farm.client import FarmClient
-from farm.embedded import free_port
+from farm.runtime.embedded import free_port
 from storage.s3 import S3Store
 from tests.s3_server import S3ServerProcess
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from farm.db.engine import Database
-from scheduler import heartbeat
-from scheduler.heartbeat import NodeState, RayNodes, Snapshot, WorkerState
+from farm.services import nodeview
+from farm.services.nodeview import NodeState, Snapshot, WorkerState
+from scheduler.heartbeat import RayNodes
 
 pytest_plugins = ["tests.db.backends"]  # db_url (SQLite and PostgreSQL), postgres
 
@@ -20,14 +21,14 @@ def test_rows_round_trip_and_expire_into_lost(db_url):
             workers=(WorkerState("n1/slot-0", "n1", "busy", "task-1"), WorkerState("n1/slot-1", "n1", "idle")),
             nodes=(NodeState("id-1", "n1", True), NodeState("id-2", "n2", False)),
         )
-        heartbeat.write(db, snap, now)
-        assert heartbeat.read(db, now + timedelta(seconds=5)) == snap
-        stale = heartbeat.read(db, now + timedelta(seconds=heartbeat.LEASE_S + 1))
+        nodeview.write(db, snap, now)
+        assert nodeview.read(db, now + timedelta(seconds=5)) == snap
+        stale = nodeview.read(db, now + timedelta(seconds=nodeview.LEASE_S + 1))
         assert {w.state for w in stale.workers} == {"lost"}
         assert {n.alive for n in stale.nodes} == {False}
         # A later beat without a slot removes its row.
-        heartbeat.write(db, Snapshot(workers=snap.workers[:1], nodes=snap.nodes[:1]), now)
-        assert heartbeat.read(db, now) == Snapshot(workers=snap.workers[:1], nodes=snap.nodes[:1])
+        nodeview.write(db, Snapshot(workers=snap.workers[:1], nodes=snap.nodes[:1]), now)
+        assert nodeview.read(db, now) == Snapshot(workers=snap.workers[:1], nodes=snap.nodes[:1])
     finally:
         db.dispose()
 

@@ -247,7 +247,7 @@ def scenarios(
 
     from farm.cli.main import app
     from farm.contract import JobCreate, ManifestEntry
-    from farm.states import JOB_TERMINAL
+    from farm.domain.states import JOB_TERMINAL
 
     blend = b"BLENDER-v500 stand-in scene: the fault-script renderer does not read it"
     sha = hashlib.sha256(blend).hexdigest()

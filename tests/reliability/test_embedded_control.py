@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from farm.cli.main import app
-from farm.states import JOB_TERMINAL
+from farm.domain.states import JOB_TERMINAL
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from farm.admin_client import AdminClient
 from farm.client import FarmClient
+from farm.client.admin import AdminClient
 from farm.contract import CompanyCreate, JobCreate, ManifestEntry, Role, TokenCreate
+from farm.domain.states import JOB_TERMINAL
 from farm.errors import StorageError
-from farm.states import JOB_TERMINAL
 from tests.reliability.pixels import pixel_digest
 from tests.reliability.scene_variants import build
 from workers.renderer import BlenderRenderer, ChunkSpec, FrameDone

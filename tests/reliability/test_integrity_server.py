@@ -43,7 +43,7 @@ import pytest
 
 from farm.client import FarmClient
 from farm.contract import AttemptOut, JobOut
-from farm.embedded import free_port
+from farm.runtime.embedded import free_port
 from tests.reliability.pixels import pixel_digest
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]

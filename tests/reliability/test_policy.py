@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from farm import control
-from farm.auth import ensure_company
 from farm.clock import SystemClock, new_id
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
+from farm.domain.states import JobStatus, TaskStatus
 from farm.errors import Conflict, NotFound
+from farm.lifecycle import blocklist, control
 from farm.lifecycle.outcomes import Fault, Outcome
-from farm.states import JobStatus, TaskStatus
-from farm.transitions import set_task_status
-from scheduler import blocklist
+from farm.lifecycle.transitions import set_task_status
+from farm.services.auth import ensure_company
 from scheduler.dispatcher import Dispatcher
 from scheduler.nodes import NodeTracker, slot_layout
 from scheduler.pool import Slot, WorkerPool
@@ -142,7 +141,7 @@ def finish(
                 )
         s.flush()
         d._settle_task(s, job, task, Outcome(outcome), fault, reason, NOW, attempt)
-        from farm.transitions import settle_job
+        from farm.lifecycle.transitions import settle_job
 
         settle_job(s, job, NOW)
 

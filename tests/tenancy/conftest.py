@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from farm.auth import create_token, ensure_company
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.contract import Role
 from farm.db.engine import Database
+from farm.runtime.bootstrap import bootstrap
+from farm.services.auth import create_token, ensure_company
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
 from web.app import create_app

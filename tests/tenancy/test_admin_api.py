@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from farm.auth import hash_token
 from farm.contract import Role
 from farm.db.models import ApiToken
+from farm.services.auth import hash_token
 from tests.tenancy.conftest import yesterday
 
 
@@ -145,8 +145,8 @@ def test_token_expiry_is_bounded(api):
 def test_usage_report_per_company_job_resource_with_costs(api):
     from datetime import UTC, datetime
 
-    from farm import ledger
-    from farm.auth import ensure_company
+    from farm.metering import ledger
+    from farm.services.auth import ensure_company
 
     api.post("/api/v1/admin/companies", json={"name": "pay-a", "rates": {"cpu": 0.5, "gpu": 2.0}})
     api.post("/api/v1/admin/companies", json={"name": "pay-b"})

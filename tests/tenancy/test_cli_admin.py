@@ -10,8 +10,8 @@ import secrets
 import pytest
 from typer.testing import CliRunner
 
-from farm import clientconfig
 from farm.cli.main import app
+from farm.client import config as clientconfig
 
 pytestmark = [pytest.mark.ray]
 

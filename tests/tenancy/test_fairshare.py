@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from farm import companies, jobs, usage_report
-from farm.auth import Principal, ensure_company
 from farm.clock import SystemClock, utc
 from farm.contract import CompanyUpdate, JobCreate, ManifestEntry, Role
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Job, Task, TaskAttempt, UsageEntry
-from farm.states import JOB_TERMINAL, TASK_IN_FLIGHT
+from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT
+from farm.metering import usage_report
+from farm.services import companies, jobs
+from farm.services.auth import Principal, ensure_company
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool

@@ -15,9 +15,9 @@ import time
 import httpx
 import pytest
 
-from farm.admin_client import AdminClient
+from farm.client.admin import AdminClient
 from farm.contract import CompanyCreate, Role, TokenCreate
-from farm.states import JOB_TERMINAL
+from farm.domain.states import JOB_TERMINAL
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]
 

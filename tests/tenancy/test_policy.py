@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from farm import jobs
-from farm.auth import Principal, ensure_company
 from farm.clock import SystemClock
 from farm.contract import JobCreate, ManifestEntry, Role
 from farm.db.engine import Database
 from farm.db.models import Blob, Task, TaskAttempt
+from farm.services import jobs
+from farm.services.auth import Principal, ensure_company
 from scheduler.fairshare import FairShare
 from scheduler.pool import Slot
 from tests.tenancy.conftest import sha

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from farm.auth import create_token, ensure_company
 from farm.client import FarmClient
 from farm.contract import Role
+from farm.services.auth import create_token, ensure_company
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]
 

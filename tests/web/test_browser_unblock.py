@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import BlocklistEntry, Job
-from farm.embedded import free_port
+from farm.runtime.bootstrap import bootstrap
+from farm.runtime.embedded import free_port
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, shoot

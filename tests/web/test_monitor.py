@@ -11,13 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from farm import ledger, thumbnails
-from farm.auth import create_token, ensure_company
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock, new_id
 from farm.contract import Role
 from farm.db.engine import Database
 from farm.db.models import ApiToken, Frame, Job, Task
+from farm.media import thumbnails
+from farm.metering import ledger
+from farm.runtime.bootstrap import bootstrap
+from farm.services.auth import create_token, ensure_company
 from farm.settings import ServerSettings
 from storage.base import output_key
 from storage.local import LocalDirStore
@@ -297,7 +298,7 @@ def test_catalogue_is_complete_for_both_languages():
         used |= set(re.findall(r"""t\(\s*["']([a-z_]+\.[a-z_.-]+)["']""", template.read_text()))
     source = (TEMPLATES.parent / "monitor" / "routes.py").read_text()
     used |= set(re.findall(r"""t\(\s*["']([a-z_]+\.[a-z_.-]+)["']""", source))
-    from farm.states import JobStatus, TaskStatus
+    from farm.domain.states import JobStatus, TaskStatus
 
     used |= {f"status.{s.value}" for s in (*JobStatus, *TaskStatus)}
     used |= {f"role.{r.value}" for r in Role} | {f"action.{a}" for a in ("cancel", "pause", "resume", "retry")}

@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from farm.auth import Principal, resolve_token
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.contract import Role
 from farm.db.engine import Database
 from farm.db.models import BlocklistEntry, Job
+from farm.runtime.bootstrap import bootstrap
+from farm.services.auth import Principal, resolve_token
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
 from tests.web.test_monitor import Monitor, csrf_of

@@ -1,6 +1,6 @@
 """Job actions of the monitor (cancel, pause, resume, retry, unblock), carried out by the same code as the API.
 
-Cancel calls ``farm.jobs.request_cancel``. Pause, resume and retry are whatever the API offers at
+Cancel calls ``farm.services.jobs.request_cancel``. Pause, resume and retry are whatever the API offers at
 ``POST /api/v1/jobs/{job_id}/<action>``: the monitor calls that route's endpoint with the session's principal, so
 permissions, state checks and scheduler wake-ups stay in one place, and a button is shown only when the route exists.
 Unblock names a node, so it is not one of those plain buttons: it calls the API's ``unblock_job`` the same way.
@@ -17,11 +17,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from farm import jobs
-from farm.auth import Principal
 from farm.contract import Blocklist, UnblockRequest
+from farm.domain.states import JOB_TERMINAL, JobStatus
 from farm.errors import NotFound
-from farm.states import JOB_TERMINAL, JobStatus
+from farm.services import jobs
+from farm.services.auth import Principal
 from web import routes_control
 from web.deps import AppContext
 
@@ -136,7 +136,8 @@ def may_unblock(who: Principal) -> bool:
 
 async def unblock(ctx: AppContext, who: Principal, job_id: str, node: str | None) -> Blocklist:
     """Give ``node`` (every node when None) a fresh start on the job as ``who``, through the API's own route
-    function: the same permission, job lock, ``farm.control.unblock`` and scheduler wake-up as ``farm unblock``."""
+    function: the same permission, job lock, ``farm.lifecycle.control.unblock`` and scheduler wake-up as
+    ``farm unblock``."""
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(routes_control.unblock_job, job_id, UnblockRequest(node=node), who, ctx)

@@ -27,13 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from farm import jobs as jobops
-from farm import thumbnails
-from farm.auth import Principal, resolve_token
 from farm.db import models
 from farm.db.models import Job
+from farm.domain.states import JobStatus
 from farm.errors import FarmError, NotFound, Unauthorized, ValidationFailed
-from farm.states import JobStatus
+from farm.media import thumbnails
+from farm.services import jobs as jobops
+from farm.services.auth import Principal, resolve_token
 from storage.base import output_key
 from web import i18n, session
 from web.deps import AppContext, Ctx

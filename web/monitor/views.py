@@ -8,14 +8,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm import control, ledger
-from farm import jobs as jobops
-from farm.auth import Principal
 from farm.clock import utc
 from farm.contract import BlockedNode, TaskOut
 from farm.db.models import Blob, Company, Frame, Job, Task
-from farm.frames import parse_frames
-from farm.states import JOB_TERMINAL, JobStatus, TaskStatus
+from farm.domain.frames import parse_frames
+from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
+from farm.lifecycle import control
+from farm.metering import ledger
+from farm.services import jobs as jobops
+from farm.services.auth import Principal
 from storage.base import output_key
 
 #: Jobs per page of the jobs list.

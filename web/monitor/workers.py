@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from farm.clock import utc
 from farm.db.models import Job, Task, TaskAttempt
-from farm.states import TASK_IN_FLIGHT
+from farm.domain.states import TASK_IN_FLIGHT
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Pause, resume, retry and unblock: the API records the wish, the scheduler carries out what needs a worker.
 
-Every status change goes through ``farm.transitions``. Pausing marks the job ``pause-requested``; the scheduler
-stops handing out its chunks, lets the running ones finish (or stops them at once with ``now``) and then the job
-is ``paused``. Resuming puts the paused chunks back in the queue. Retrying requeues chunks that failed or were
-canceled, with a fresh count of attempts.
+Every status change goes through ``farm.lifecycle.transitions``. Pausing marks the job ``pause-requested``; the
+scheduler stops handing out its chunks, lets the running ones finish (or stops them at once with ``now``) and then
+the job is ``paused``. Resuming puts the paused chunks back in the queue. Retrying requeues chunks that failed or
+were canceled, with a fresh count of attempts.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from farm.clock import utc
 from farm.contract import BlockedNode, Blocklist
 from farm.db.models import Job, Task
+from farm.domain.states import JobStatus, TaskStatus
 from farm.errors import Conflict, NotFound
-from farm.states import JobStatus, TaskStatus
-from farm.transitions import set_job_status, set_task_status, settle_job
-from scheduler import blocklist
+from farm.lifecycle import blocklist
+from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
 
 
 def request_pause(session: Session, job: Job, now: datetime, stop_running: bool = False) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from farm import clientconfig
+from farm.client import config as clientconfig
+from farm.client.packing import HashCache, Pack, manifest, trace
 from farm.contract import (
     BlobsMissingResponse,
     Blocklist,
@@ -28,7 +29,6 @@ from farm.contract import (
     UnblockRequest,
     UsageReport,
 )
-from farm.packing import HashCache, Pack, manifest, trace
 
 Progress = Callable[[int], None]
 log = logging.getLogger(__name__)

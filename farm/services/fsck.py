@@ -28,13 +28,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from farm.blobs import stat_many
 from farm.contract import FsckJob, FsckReport, FsckSizeMismatch
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job
+from farm.domain.states import JobStatus
 from farm.errors import StorageError
-from farm.gc import referenced
-from farm.states import JobStatus
+from farm.services.blobs import stat_many
+from farm.services.gc import referenced
 from storage.base import ObjectInfo, ObjectStore, blob_key
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from farm import ledger
 from farm.clock import Clock
 from farm.db.engine import Database
 from farm.db.models import Company
 from farm.errors import StorageError
+from farm.metering import ledger
 from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -7,15 +7,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm.auth import Principal
 from farm.clock import new_id, utc
 from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, OutputFormat, TaskOut
 from farm.db.engine import take_sqlite_write_lock
 from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
+from farm.domain.frames import chunk_frames, format_frames, parse_frames
+from farm.domain.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.errors import Conflict, MissingBlobs, NotFound
-from farm.frames import chunk_frames, format_frames, parse_frames
-from farm.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
-from farm.transitions import set_job_status, set_task_status, settle_job
+from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
+from farm.services.auth import Principal
 
 
 def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime) -> Job:

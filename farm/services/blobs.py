@@ -15,10 +15,10 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from farm.auth import Principal
 from farm.contract import BlobCommit, DirectUpload
 from farm.db.models import Blob
 from farm.errors import PayloadTooLarge, ValidationFailed
+from farm.services.auth import Principal
 from storage.base import ObjectInfo, ObjectStore, blob_key, check_key
 
 log = logging.getLogger(__name__)

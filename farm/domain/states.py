@@ -2,7 +2,7 @@
 
 The tables are data (``JOB_TRANSITIONS``, ``TASK_TRANSITIONS``): print them, test them, and go through
 ``check_job`` / ``check_task`` before any status is written. Applying a transition to a database row lives
-in ``farm.transitions``; this module has no I/O.
+in ``farm.lifecycle.transitions``; this module has no I/O.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 3
 #: The reason of a job that failed because every node that could take it is blocklisted; unblocking a node of
-#: such a job runs it again (``farm.control.unblock``).
+#: such a job runs it again (``farm.lifecycle.control.unblock``).
 NO_NODE_LEFT = "no node may render this job any more: "
 
 

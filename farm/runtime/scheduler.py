@@ -13,12 +13,12 @@ import signal
 import threading
 from types import FrameType
 
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.preview import PreviewMaker
+from farm.media.preview import PreviewMaker
+from farm.metering.storage_usage import StorageSampler
+from farm.runtime.bootstrap import bootstrap
 from farm.settings import ServerSettings
-from farm.storage_usage import StorageSampler
 from scheduler import ray_runtime
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare

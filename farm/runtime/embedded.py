@@ -12,12 +12,12 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from farm.bootstrap import bootstrap, offer_to_cli
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.preview import PreviewMaker
+from farm.media.preview import PreviewMaker
+from farm.metering.storage_usage import StorageSampler
+from farm.runtime.bootstrap import bootstrap, offer_to_cli
 from farm.settings import ServerSettings
-from farm.storage_usage import StorageSampler
 from scheduler import heartbeat, ray_runtime
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from farm.client import FarmClient
-from farm.embedded import EmbeddedFarm
+from farm.domain.states import JOB_TERMINAL
+from farm.runtime.embedded import EmbeddedFarm
 from farm.sample import generate_sample
 from farm.settings import ServerSettings
-from farm.states import JOB_TERMINAL
 
 
 def run_demo(

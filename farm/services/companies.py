@@ -12,11 +12,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from farm.auth import Principal, require
 from farm.clock import new_id, utc
 from farm.contract import CompanyCreate, CompanyOut, CompanyUpdate, Role
 from farm.db.models import Company
 from farm.errors import Conflict, NotFound, ValidationFailed
+from farm.services.auth import Principal, require
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from farm.blobs import UPLOAD_PREFIX, upload_created
 from farm.contract import GcReport
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Job
+from farm.domain.states import JOB_TERMINAL
 from farm.errors import StorageError
-from farm.states import JOB_TERMINAL
+from farm.services.blobs import UPLOAD_PREFIX, upload_created
 from storage.base import ObjectStore, blob_key
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """API tokens as company admins and platform admins manage them: issue, list, revoke.
 
-Tokens are random, shown once (``TokenCreated.token``), stored as a sha256 hash (``farm.auth``), expire
+Tokens are random, shown once (``TokenCreated.token``), stored as a sha256 hash (``farm.services.auth``), expire
 (90 days unless asked otherwise) and can be revoked. A company admin manages its own company's tokens and cannot
 mint a role above its own; a platform admin manages all. Another company's token id answers 404.
 """
@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from farm import companies
-from farm.auth import Principal, create_token, require
 from farm.clock import new_id, utc
 from farm.contract import Role, TokenCreate, TokenCreated, TokenOut
 from farm.db.models import ApiToken, Company, User
 from farm.errors import Forbidden, NotFound
+from farm.services import companies
+from farm.services.auth import Principal, create_token, require
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from farm.bootstrap import bootstrap
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.runtime.bootstrap import bootstrap
 from farm.settings import ServerSettings
 from storage.factory import make_store, store_config
 from web import metrics

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm import companies, quota
-from farm.auth import Principal, require
 from farm.contract import Role, UsageCompany, UsageReport, UsageRow
 from farm.db.models import Company, Job, UsageEntry
-from farm.ledger import month_bounds
+from farm.metering import quota
+from farm.metering.ledger import month_bounds
+from farm.services import companies
+from farm.services.auth import Principal, require
 
 CSV_COLUMNS = ["company", "job_id", "job_name", "resource", "seconds", "hours", "rate", "cost"]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from farm import clientconfig
-from farm.auth import DEFAULT_COMPANY, create_token, ensure_company, hash_token
+from farm.client import config as clientconfig
 from farm.clock import Clock
 from farm.contract import Role
 from farm.db.engine import Database
 from farm.db.models import ApiToken
+from farm.services.auth import DEFAULT_COMPANY, create_token, ensure_company, hash_token
 
 log = logging.getLogger(__name__)
 

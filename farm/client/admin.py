@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from farm.client import FarmClient
+from farm.client.api import FarmClient
 from farm.contract import (
     CompanyCreate,
     CompanyList,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from farm.db.models import Job, Task
-from farm.states import (
+from farm.domain.states import (
     JOB_TERMINAL,
     TASK_TERMINAL,
     JobStatus,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from farm.db.models import Company, Job, UsageEntry
-from farm.ledger import month_bounds
+from farm.metering.ledger import month_bounds
 
 QUOTA_PREFIX = "quota exceeded: "
 

@@ -1,0 +1,1 @@
+"""Thumbnails and preview movies made from stored frames."""

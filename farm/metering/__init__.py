@@ -1,0 +1,1 @@
+"""The usage ledger, quotas and budgets, usage reports and storage sampling."""
