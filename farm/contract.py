@@ -128,6 +128,9 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     warning: str = Field(default="", description="what the studio should know, e.g. inputs rendered as missing")
+    actions: list[str] = Field(
+        default_factory=list, description="what may be done to the job now (the lifecycle's actions table)"
+    )
 
 
 class JobList(BaseModel):

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.clock import utc
@@ -69,6 +69,7 @@ class DispatchRound:
         starvation_s: float,
         gpu_slots_exist: bool,
         month_hours: dict[tuple[str, str], float],
+        running: dict[str, tuple[str, str, float]] | None = None,
     ) -> None:
         self.states = states
         self.now = now
@@ -77,6 +78,7 @@ class DispatchRound:
         self.month_hours = month_hours
         self.month = quota.month_of(now)
         self.held: dict[str, str] = {}
+        self.running = running if running is not None else {}
 
     def _pool(self, job: Job) -> str:
         return "gpu" if job.settings.get("gpu") and self.gpu_slots_exist else "cpu"
@@ -118,47 +120,115 @@ class DispatchRound:
         st = self.states[job.company_id]
         st.running += 1
         st.used[slot_pool(slot)] += st.estimate
+        self.running[slot.name] = (job.company_id, slot_pool(slot), self.now.timestamp())
         quota.release(job)
 
 
+class UsageWindow:
+    """Slot-seconds each company used per pool over the sliding window, kept up to date as attempts end, so a
+    dispatch round does not re-read the window's attempts (their number grows with the farm's throughput).
+
+    An attempt counts whole once it ended inside the window (one that began before the window's start counts
+    whole too: chunks are short next to the window, and the policy only compares companies).
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.loaded = False
+        self._ended: deque[tuple[float, str, str, float]] = deque()  # (ended, company, pool, seconds)
+        self._used: dict[tuple[str, str], float] = {}
+        self._durations: dict[str, tuple[float, int]] = {}
+
+    def load(self, session: Session, now: datetime) -> None:
+        """Read the window once (at the first round after a start)."""
+        start = now - timedelta(seconds=self.window_s)
+        rows = session.execute(
+            select(Job.company_id, TaskAttempt.worker, TaskAttempt.started_at, TaskAttempt.ended_at)
+            .join(Task, Task.id == TaskAttempt.task_id)
+            .join(Job, Job.id == Task.job_id)
+            .where(TaskAttempt.ended_at >= start)
+            .order_by(TaskAttempt.ended_at)
+        ).all()
+        for company_id, worker, started_at, ended_at in rows:
+            if ended_at is None:
+                continue
+            pool = "gpu" if "gpu" in str(worker).rsplit("/", 1)[-1] else "cpu"
+            began, ended = utc(started_at).timestamp(), utc(ended_at).timestamp()
+            self.add(str(company_id), pool, began, ended)
+        self.loaded = True
+
+    def add(self, company_id: str, pool: str, started: float, ended: float) -> None:
+        seconds = max(0.0, ended - started)
+        self._ended.append((ended, company_id, pool, seconds))
+        self._used[(company_id, pool)] = self._used.get((company_id, pool), 0.0) + seconds
+        total, count = self._durations.get(company_id, (0.0, 0))
+        self._durations[company_id] = (total + seconds, count + 1)
+
+    def expire(self, now: float) -> None:
+        start = now - self.window_s
+        while self._ended and self._ended[0][0] < start:
+            _ended, company_id, pool, seconds = self._ended.popleft()
+            self._used[(company_id, pool)] -= seconds
+            total, count = self._durations[company_id]
+            self._durations[company_id] = (total - seconds, count - 1)
+
+    def used(self, company_id: str, pool: str) -> float:
+        return max(0.0, self._used.get((company_id, pool), 0.0))
+
+    def estimate(self, company_id: str) -> float:
+        """Mean chunk duration of the company in the window."""
+        total, count = self._durations.get(company_id, (0.0, 0))
+        return total / count if count > 0 and total > 0 else DEFAULT_CHUNK_ESTIMATE_S
+
+
 class FairShare:
-    """The ordering policy of the dispatcher; stateless between rounds (the database is the memory)."""
+    """The ordering policy of the dispatcher. What it remembers between rounds (slot time used over the window,
+    when each running attempt began) is derived from the database at start and kept up to date after."""
 
     def __init__(self, window_s: float = 3600.0, starvation_s: float = 600.0) -> None:
         self.window_s = window_s
         self.starvation_s = starvation_s
+        self.window = UsageWindow(window_s)
+        self._running: dict[str, tuple[str, str, float]] = {}  # slot -> (company, pool, started)
+
+    def attempt_ended(self, slot: Slot, started: float, ended: float) -> None:
+        """An attempt on ``slot`` ended: its slot time moves from running to used."""
+        held = self._running.pop(slot.name, None)
+        if held is not None:
+            company_id, pool, _ = held
+            self.window.add(company_id, pool, started, ended)
 
     def round(self, session: Session, slots: Sequence[Slot], idle: Sequence[Slot], now: datetime) -> DispatchRound:
         """Everything one dispatch round needs, read in the dispatcher's session."""
         per_company = len(idle) * 4 + 16
-        company_ids = list(
+        # Jobs first (few rows, by their counters), then each job's first runnable chunks by index: the cost does
+        # not grow with the number of chunks a job has.
+        jobs = list(
             session.scalars(
-                select(Job.company_id)
-                .distinct()
-                .join(Task, Task.job_id == Job.id)
-                .where(
-                    Task.status.in_([t.value for t in TASK_RUNNABLE]),
-                    Job.status.in_([j.value for j in JOB_DISPATCHABLE]),
-                )
+                select(Job)
+                .where(Job.status.in_(list(JOB_DISPATCHABLE)), Job.tasks_runnable > 0)
+                .order_by(Job.priority.desc(), Job.created_at, Job.id)
             )
         )
+        by_company: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_company.setdefault(job.company_id, []).append(job)
         states: dict[str, CompanyState] = {}
-        for company in session.scalars(select(Company).where(Company.id.in_(company_ids))):
+        for company in session.scalars(select(Company).where(Company.id.in_(list(by_company)))):
             st = CompanyState(company=company)
-            st.candidates.extend(
-                (task, job)
-                for task, job in session.execute(
-                    select(Task, Job)
-                    .join(Job, Job.id == Task.job_id)
-                    .where(
-                        Job.company_id == company.id,
-                        Task.status.in_([t.value for t in TASK_RUNNABLE]),
-                        Job.status.in_([j.value for j in JOB_DISPATCHABLE]),
+            for job in by_company[company.id]:
+                wanted = per_company - len(st.candidates)
+                if wanted <= 0:
+                    break
+                st.candidates.extend(
+                    (task, job)
+                    for task in session.scalars(
+                        select(Task)
+                        .where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))
+                        .order_by(Task.index)
+                        .limit(wanted)
                     )
-                    .order_by(Job.priority.desc(), Job.created_at, Job.id, Task.index)
-                    .limit(per_company)
-                ).all()
-            )
+                )
             states[company.id] = st
         if states:
             self._account(session, states, slots, now)
@@ -166,41 +236,26 @@ class FairShare:
                     or st.company.cpu_hours_budget is not None]
         hours = quota.month_hours(session, budgeted, quota.month_of(now))
         gpu_slots_exist = any(slot.gpus > 0 for slot in slots)
-        return DispatchRound(states, now, self.starvation_s, gpu_slots_exist, hours)
+        return DispatchRound(states, now, self.starvation_s, gpu_slots_exist, hours, self._running)
 
     def _account(
         self, session: Session, states: dict[str, CompanyState], slots: Sequence[Slot], now: datetime
     ) -> None:
         """Slots held now and slot-seconds used over the window, per company and pool."""
-        busy_jobs = {slot.job_id for slot in slots if slot.job_id is not None}
-        if busy_jobs:
-            owner: dict[str, str] = {
-                job_id: company_id
-                for job_id, company_id in session.execute(
-                    select(Job.id, Job.company_id).where(Job.id.in_(busy_jobs))
-                ).all()
-            }
-            for slot in slots:
-                st = states.get(owner.get(slot.job_id or "", ""))
-                if st is not None:
-                    st.running += 1
-        pools = {slot.name: slot_pool(slot) for slot in slots}
-        start = now - timedelta(seconds=self.window_s)
-        finished: dict[str, list[float]] = {}
-        rows = session.execute(
-            select(Job.company_id, TaskAttempt.worker, TaskAttempt.started_at, TaskAttempt.ended_at)
-            .join(Task, Task.id == TaskAttempt.task_id)
-            .join(Job, Job.id == Task.job_id)
-            .where(Job.company_id.in_(list(states)), or_(TaskAttempt.ended_at.is_(None), TaskAttempt.ended_at >= start))
-        ).all()
-        for company_id, worker, started_at, ended_at in rows:
-            st = states[company_id]
-            began = utc(started_at)
-            ended = min(utc(ended_at), now) if ended_at is not None else now
-            overlap = (ended - max(began, start)).total_seconds()
-            if overlap > 0:
-                st.used[pools.get(worker, "cpu")] += overlap
-            if ended_at is not None:
-                finished.setdefault(company_id, []).append(max(0.0, (ended - began).total_seconds()))
-        for company_id, durations in finished.items():
-            states[company_id].estimate = sum(durations) / len(durations) or DEFAULT_CHUNK_ESTIMATE_S
+        if not self.window.loaded:
+            self.window.load(session, now)
+        stamp = now.timestamp()
+        self.window.expire(stamp)
+        busy = {slot.name for slot in slots if slot.job_id is not None}
+        for name in list(self._running):
+            if name not in busy:
+                del self._running[name]  # the attempt ended without facts (lost worker, restart)
+        for company_id, pool, started in self._running.values():
+            st = states.get(company_id)
+            if st is not None:
+                st.running += 1
+                st.used[pool] += max(0.0, stamp - started)
+        for company_id, st in states.items():
+            for pool in ("cpu", "gpu"):
+                st.used[pool] += self.window.used(company_id, pool)
+            st.estimate = self.window.estimate(company_id)

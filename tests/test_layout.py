@@ -61,7 +61,7 @@ def test_the_domain_is_pure():
     ("package", "forbidden"),
     [
         ("farm.contract", ("scheduler", "web", "workers", "farm.services", "farm.db")),
-        ("farm.lifecycle", ("scheduler", "web", "workers")),
+        ("farm.lifecycle", ("scheduler", "web", "workers", "farm.services", "farm.runtime")),
         ("farm.services", ("scheduler", "web", "workers")),
         ("farm.metering", ("scheduler", "web", "workers")),
         ("farm.db", ("scheduler", "web", "workers")),

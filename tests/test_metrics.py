@@ -16,11 +16,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
 from farm.errors import StorageError
+from farm.lifecycle.transitions import recount
 from farm.services import nodeview
 from farm.services.nodeview import NodeState, Snapshot, WorkerState
 from farm.settings import ServerSettings
@@ -135,6 +137,9 @@ def seed(db: Database) -> datetime:
                     outcome="completed",
                 )
             )
+        s.flush()
+        for job in s.scalars(select(Job)):
+            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
     nodeview.write(
         db,
         Snapshot(

@@ -266,13 +266,13 @@ class FarmCollector:
         }
         for cid in sorted(names):
             for state in JobStatus:
-                jobs.add_metric([company(cid), state.value], float(counts.get((cid, state.value), 0)))
+                jobs.add_metric([company(cid), state.value], float(counts.get((cid, state), 0)))
         yield jobs
 
         tasks = GaugeMetricFamily("farm_tasks", "Chunks (tasks) by state.", labels=["state"])
         task_counts = dict(s.execute(select(Task.status, func.count()).group_by(Task.status)).all())
         for tstate in TaskStatus:
-            tasks.add_metric([tstate.value], float(task_counts.get(tstate.value, 0)))
+            tasks.add_metric([tstate.value], float(task_counts.get(tstate, 0)))
         yield tasks
 
         yield self._queue_depth(s, names, company)

@@ -22,6 +22,7 @@ from farm.contract import (
 )
 from farm.domain.states import JobStatus
 from farm.errors import ValidationFailed
+from farm.lifecycle import control
 from farm.metering import usage_report
 from farm.services import blobs, jobs
 from web.deps import Caller, Ctx, act_on_job
@@ -100,7 +101,7 @@ def get_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job_id: str, who: Caller, ctx: Ctx) -> JobOut:
     """Ask for the job to stop; running chunks are killed by the scheduler."""
-    return act_on_job(ctx, who, job_id, jobs.request_cancel)
+    return act_on_job(ctx, who, job_id, control.request_cancel)
 
 
 @router.get("/jobs/{job_id}/tasks", response_model=TaskList)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoredFrame
 from farm.errors import ObjectMissing, StorageError
-from farm.lifecycle.outcomes import Fault, Outcome
 from storage.base import ObjectStore, output_key
 from storage.factory import StoreConfig, make_store
 from workers.cache import BlobCache, remove_tree, sha256_file
+from workers.factory import make_renderer
 from workers.layout import JobFolder
-from workers.renderer import ChunkSpec, FrameDone, Renderer, make_renderer
+from workers.renderer import ChunkSpec, FrameDone, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ class WorkerConfig:
     renderer: str = "blender"
     upload_retries: int = 6
     node: str = ""  # the node's name as the scheduler knows it (cluster mode); the host name otherwise
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One chunk for one attempt, as the scheduler hands it out."""
-
-    job_id: str
-    task_id: str
-    attempt: int
-    company_id: str
-    blend_file: str
-    manifest: dict[str, dict[str, Any]]
-    frames: list[int]
-    settings: dict[str, Any]
 
 
 def store_with_retries(store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event) -> None:
@@ -87,8 +74,9 @@ class RenderWorker:
         env = dict(os.environ)
         self.renderer: Renderer = make_renderer(config.renderer, self.work, env=env)
         self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
+        self._events: list[StoredFrame] = []
         self._task: str | None = None
+        self._attempt = 0
         self._progress = 0.0
         self._stop = threading.Event()
         self._last_log = ""
@@ -126,24 +114,20 @@ class RenderWorker:
         self.renderer.kill()
         self.renderer.close()
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> PollReport:
         """Frames stored since the last poll, the current task and its progress; doubles as a heartbeat."""
         with self._lock:
             events, self._events = self._events, []
-            report: dict[str, Any] = {
-                "task": self._task,
-                "events": events,
-                "progress": self._progress,
-                "beat": time.time(),
-                "lease_age": time.monotonic() - self._renewed,
-            }
+            task, attempt, progress = self._task, self._attempt, self._progress
+            lease_age = time.monotonic() - self._renewed
             running = self._task is not None and self._rendering
+        log_text = None
         if running:
             # The log so far, sent only when it grew: the monitor shows it live, mid-chunk.
             text = self.renderer.live_log()
             if text and text != self._last_log:
-                self._last_log = report["log"] = text[-LIVE_LOG_CHARS:]
-        return report
+                self._last_log = log_text = text[-LIVE_LOG_CHARS:]
+        return PollReport(task, attempt, tuple(events), progress, time.time(), lease_age, log_text)
 
     def drop_jobs(self, job_ids: list[str]) -> list[str]:
         """Remove the folders of these jobs (they ended) unless a chunk of one is rendering; returns those removed."""
@@ -170,27 +154,18 @@ class RenderWorker:
         self.renderer.kill()
         return True
 
-    def render(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def render(self, a: Assignment) -> AttemptFacts:
         """Render one chunk and return the attempt's facts."""
-        a = Assignment(**raw)
         with self._lock:
-            self._task, self._progress, self._events = a.task_id, 0.0, []
+            self._task, self._attempt, self._progress, self._events = a.task_id, a.attempt, 0.0, []
             self._current_job = a.job_id
             self._renewed = time.monotonic()
             self._last_log = ""
             self._stop.clear()
         started_wall, started = time.time(), time.monotonic()
-        facts: dict[str, Any] = {
-            "task_id": a.task_id,
-            "attempt": a.attempt,
-            "node": self.node,
-            "worker": self.config.name,
-            "resources": self.config.resources,
-            "frames": [],
-            "fault": Fault.NONE.value,
-            "warning": "",
-        }
-        stored: list[dict[str, Any]] = []
+        stored: list[StoredFrame] = []
+        ended: dict[str, Any] = {}
+        audit_note = ""
         folder = self._folders.get(a.job_id)
         if folder is None:
             folder = self._folders[a.job_id] = JobFolder(self.work / "jobs" / a.job_id)
@@ -220,12 +195,10 @@ class RenderWorker:
                 audit = folder.audit()
                 if not audit.clean:
                     self._reload.add(a.job_id)
-                    facts["audit"] = audit.describe()
-            if self._stop.is_set():
-                result.outcome = Outcome.CANCELED
-            facts.update(
-                outcome=result.outcome.value,
-                fault=result.fault.value,
+                    audit_note = audit.describe()
+            ended.update(
+                outcome=Outcome.CANCELED if self._stop.is_set() else result.outcome,
+                fault=result.fault,
                 warning=result.warning,
                 exit_code=result.exit_code,
                 reason=result.reason,
@@ -235,40 +208,35 @@ class RenderWorker:
             remove_tree(spec.out_dir)
         except ObjectMissing as exc:
             # The store is up but an input is gone: waiting will not help, another node will not either.
-            facts.update(
-                outcome=Outcome.FAILED.value,
-                fault=Fault.SCENE.value,
-                exit_code=None,
+            ended.update(
+                outcome=Outcome.FAILED,
+                fault=Fault.SCENE,
                 reason=f"an input of the job is missing from the store ({exc}); submit the scene again, "
                 "the client uploads what the farm lost",
-                log_tail="",
             )
         except StorageError as exc:
-            facts.update(
-                outcome=Outcome.FAILED.value,
-                fault=Fault.STORAGE.value,
-                exit_code=None,
-                reason=f"storage: {exc}",
-                log_tail="",
-            )
+            ended.update(outcome=Outcome.FAILED, fault=Fault.STORAGE, reason=f"storage: {exc}")
         except Exception as exc:
             log.exception("chunk %s failed in the worker", a.task_id)
-            facts.update(
-                outcome=Outcome.FAILED.value,
-                fault=Fault.NODE.value,
-                exit_code=None,
-                reason=f"worker error: {exc!r}",
-                log_tail="",
-            )
-        if facts.get("audit"):
-            facts["log_tail"] = f"{facts.get('log_tail', '')}\n{facts['audit']}\n"
+            ended.update(outcome=Outcome.FAILED, fault=Fault.NODE, reason=f"worker error: {exc!r}")
+        if audit_note:
+            ended["log_tail"] = f"{ended.get('log_tail', '')}\n{audit_note}\n"
         with self._lock:
-            facts["frames"] = stored
+            frames = tuple(stored)
             self._task = None
-        facts["started_at"] = started_wall
-        facts["seconds"] = time.monotonic() - started
-        facts["ended_at"] = started_wall + facts["seconds"]
-        return facts
+        seconds = time.monotonic() - started
+        return AttemptFacts(
+            task_id=a.task_id,
+            attempt=a.attempt,
+            node=self.node,
+            worker=self.config.name,
+            resources=dict(self.config.resources),
+            started_at=started_wall,
+            ended_at=started_wall + seconds,
+            seconds=seconds,
+            frames=frames,
+            **ended,
+        )
 
     def _renew(self) -> None:
         with self._lock:
@@ -279,7 +247,7 @@ class RenderWorker:
             self._progress = fraction
             self._renewed = time.monotonic()
 
-    def _store_frame(self, a: Assignment, done: FrameDone, stored: list[dict[str, Any]]) -> None:
+    def _store_frame(self, a: Assignment, done: FrameDone, stored: list[StoredFrame]) -> None:
         if self._stop.is_set():
             return  # canceled: nothing is stored after the cancel
         name = done.path.name
@@ -287,17 +255,7 @@ class RenderWorker:
         sha = sha256_file(done.path)
         size = done.path.stat().st_size
         store_with_retries(self.store, key, done.path, self.config.upload_retries, self._stop)
-        event = {
-            "task_id": a.task_id,
-            "attempt": a.attempt,
-            "frame": done.frame,
-            "key": key,
-            "name": name,
-            "size": size,
-            "sha256": sha,
-            "device": done.device,
-            "seconds": done.seconds,
-        }
+        event = StoredFrame(a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds)
         with self._lock:
             self._events.append(event)
             stored.append(event)

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farm.domain.attempts import Fault, Outcome
 from farm.domain.frames import parse_frames
-from farm.lifecycle.outcomes import Fault, Outcome
 from workers.renderer import (
     ChunkResult,
     ChunkSpec,

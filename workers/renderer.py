@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from farm.lifecycle.outcomes import Fault, Outcome, classify_blender_error, classify_exit
+from farm.domain.attempts import Fault, Outcome
+from farm.lifecycle.outcomes import classify_blender_error, classify_exit
 from workers.blender_proc import BlenderDied, BlenderProcess
 from workers.protocol import EV_ERROR, EV_FRAME, EV_OPENED, EV_STATS, OP_OPEN, OP_RENDER, Event, parse_stats
 
@@ -239,15 +240,3 @@ def tiny_png(width: int, height: int, seed: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
-
-
-def make_renderer(name: str, work_dir: Path, env: dict[str, str] | None = None) -> Renderer:
-    """``blender`` (default); ``sleep:<seconds per frame>`` (tiny PNGs, for scheduler tests); or a fault script
-    such as ``sleep:0.05;fail:31-40;hang:61`` (``workers.faults``)."""
-    if name == "blender":
-        return BlenderRenderer(work_dir, env=env)
-    from workers import faults  # imports this module
-
-    if faults.is_script(name) or name.startswith("sleep:"):
-        return faults.FaultyRenderer(faults.FaultScript.parse(name))
-    raise ValueError(f"unknown renderer {name!r}; use 'blender', 'sleep:SECONDS' or a fault script")

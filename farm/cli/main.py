@@ -233,6 +233,8 @@ def status(
     out.line(f"{job.id} {job.name}: {job.status.value}{reason}, {job.frames_done}/{job.frames_total} frames")
     if job.warning:
         out.line(f"warning: {job.warning}")
+    if job.actions:
+        out.line(f"you can: {', '.join(job.actions)} (farm ACTION {job.id})")
     rows = []
     for t in tasks:
         last = t.attempts[-1] if t.attempts else None

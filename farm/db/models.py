@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -19,9 +20,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from farm.domain.states import JobStatus, TaskStatus
+
 
 class Base(DeclarativeBase):
     pass
+
+
+def _status(kind: type[JobStatus] | type[TaskStatus]) -> Enum:
+    """A status column: stored as its string value (VARCHAR(32), as before), read back as the enum, so code that
+    writes a bare string is a type error."""
+    return Enum(
+        kind, native_enum=False, create_constraint=False, length=32, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Company(Base):
@@ -76,7 +87,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[JobStatus] = mapped_column(_status(JobStatus), index=True)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[int] = mapped_column(Integer)
     frames: Mapped[str] = mapped_column(Text)
@@ -92,6 +103,16 @@ class Job(Base):
     pause_now: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Integrity (migration 0005_integrity): what the job rendered with that the studio should know about.
     warning: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Progress kept up to date by ``farm.lifecycle.transitions`` (migration 0006_progress): nothing on the path of
+    # a finished chunk recounts a job's tasks or frames, so that path does not grow with the job.
+    tasks_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_runnable: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_completed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_canceled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tasks_paused: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    frames_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Task(Base):
@@ -104,7 +125,7 @@ class Task(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     index: Mapped[int] = mapped_column(Integer)
     frames: Mapped[list[int]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[TaskStatus] = mapped_column(_status(TaskStatus))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Failed attempts since the chunk was last (re)queued by hand; compared with the job's max_attempts.

@@ -16,22 +16,44 @@ from sqlalchemy.orm import Session
 from farm.clock import utc
 from farm.contract import BlockedNode, Blocklist
 from farm.db.models import Job, Task
-from farm.domain.states import JobStatus, TaskStatus
+from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.errors import Conflict, NotFound
-from farm.lifecycle import blocklist
+from farm.lifecycle import actions, blocklist
+from farm.lifecycle.actions import Action
 from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
+
+
+def request_cancel(session: Session, job: Job, now: datetime, reason: str = "canceled by request") -> None:
+    """Record the wish; queued chunks are canceled now, running ones by the scheduler."""
+    if not actions.check(Action.CANCEL, job.id, JobStatus(job.status)):
+        return
+    set_job_status(job, JobStatus.CANCEL_REQUESTED, now, reason)
+    waiting = (TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED)
+    for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(waiting))):
+        set_task_status(task, TaskStatus.CANCELED, now, reason, job)
+    settle_job(session, job, now)
+
+
+def settle_unheld(session: Session, job: Job, now: datetime) -> bool:
+    """A job being canceled or paused (or already over) whose chunks no slot holds any more, e.g. dispatched
+    before a restart: cancel its in-flight chunks if it is being canceled, and settle it. True if it changed."""
+    status = JobStatus(job.status)
+    if status in JOB_TERMINAL:
+        return False
+    if status is JobStatus.CANCEL_REQUESTED:
+        for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_IN_FLIGHT)))):
+            set_task_status(task, TaskStatus.CANCELED, now, "job canceled", job)
+    settle_job(session, job, now)
+    return job.status != status
 
 
 def request_pause(session: Session, job: Job, now: datetime, stop_running: bool = False) -> None:
     """Stop handing out the job's chunks; with ``stop_running`` the chunks rendering now are stopped too."""
     status = JobStatus(job.status)
-    if status is JobStatus.PAUSED:
+    if not actions.check(Action.PAUSE, job.id, status):
+        if status is JobStatus.PAUSE_REQUESTED:
+            job.pause_now = job.pause_now or stop_running
         return
-    if status is JobStatus.PAUSE_REQUESTED:
-        job.pause_now = job.pause_now or stop_running
-        return
-    if status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
-        raise Conflict(f"job {job.id} is {status.value}: only queued or active jobs can be paused")
     reason = "pause requested: stopping running chunks" if stop_running else "pause requested: running chunks finish"
     set_job_status(job, JobStatus.PAUSE_REQUESTED, now, reason)
     job.pause_now = stop_running
@@ -41,14 +63,12 @@ def request_pause(session: Session, job: Job, now: datetime, stop_running: bool 
 def resume(session: Session, job: Job, now: datetime) -> None:
     """Put a paused job's chunks back in the queue (or withdraw a pause that has not happened yet)."""
     status = JobStatus(job.status)
-    job.pause_now = False
-    if status in (JobStatus.QUEUED, JobStatus.ACTIVE):
+    if not actions.check(Action.RESUME, job.id, status):
         return
+    job.pause_now = False
     if status is JobStatus.PAUSE_REQUESTED:
         set_job_status(job, JobStatus.ACTIVE, now, "pause withdrawn")
         return
-    if status is not JobStatus.PAUSED:
-        raise Conflict(f"job {job.id} is {status.value}: only paused jobs can be resumed")
     for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status == TaskStatus.PAUSED.value)):
         set_task_status(task, TaskStatus.QUEUED, now, "job resumed")
     set_job_status(job, JobStatus.QUEUED, now, "resumed")
@@ -58,8 +78,7 @@ def resume(session: Session, job: Job, now: datetime) -> None:
 def retry(session: Session, job: Job, now: datetime) -> int:
     """Requeue the chunks that failed or were canceled, each with a fresh count of attempts; returns how many."""
     status = JobStatus(job.status)
-    if status is JobStatus.CANCEL_REQUESTED:
-        raise Conflict(f"job {job.id} is being canceled; retry it once it is canceled")
+    actions.check(Action.RETRY, job.id, status)
     again = (TaskStatus.FAILED.value, TaskStatus.CANCELED.value)
     tasks = list(session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(again))))
     if not tasks:

@@ -15,29 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
+from farm.domain.attempts import Fault, Outcome
 from farm.domain.frames import format_frames
 from farm.domain.states import TaskStatus
-
-
-class Outcome(StrEnum):
-    """How an attempt ended, as the worker (or the scheduler, for a lost worker) reports it."""
-
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    LOST = "lost"
-
-
-class Fault(StrEnum):
-    """Whose fault a failed attempt was."""
-
-    NONE = ""
-    SCENE = "scene"
-    NODE = "node"
-    STORAGE = "storage"
-
 
 #: Messages that name the machine rather than the scene, even when Blender reports them as a Python error.
 _NODE_PATTERNS = re.compile(

@@ -1,4 +1,9 @@
-"""Applying state transitions to rows, inside the caller's DB transaction; each is logged once."""
+"""Applying state transitions to rows, inside the caller's DB transaction; each is logged once.
+
+A task's transition also moves it between its job's counters (``Job.tasks_runnable``, ``tasks_in_flight``, …), so
+deciding what a job's status is (``settle_job``) reads one row instead of counting the job's tasks. Writers of a
+job's tasks hold the job's row (``FOR UPDATE`` on PostgreSQL, the write lock on SQLite) while they do.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from farm.db.models import Job, Task
 from farm.domain.states import (
     JOB_TERMINAL,
+    TASK_RUNNABLE,
     TASK_TERMINAL,
     JobStatus,
     TaskStatus,
@@ -27,7 +33,7 @@ def set_job_status(job: Job, new: JobStatus, now: datetime, reason: str = "") ->
     if old == new:
         return
     check_job(job.id, old, new)
-    job.status = new.value
+    job.status = new
     job.status_reason = reason
     if new is JobStatus.ACTIVE and job.started_at is None:
         job.started_at = now
@@ -38,14 +44,34 @@ def set_job_status(job: Job, new: JobStatus, now: datetime, reason: str = "") ->
     log.info("job %s: %s -> %s%s", job.id, old.value, new.value, f" ({reason})" if reason else "")
 
 
-def set_task_status(task: Task, new: TaskStatus, now: datetime, reason: str = "") -> None:
-    """Move a task to ``new`` if the table allows it (``InvalidTransition`` otherwise)."""
+#: Which counter of its job a task in each status is counted in.
+COUNTER: dict[TaskStatus, str] = {
+    TaskStatus.QUEUED: "tasks_runnable",
+    TaskStatus.SOFT_FAILED: "tasks_runnable",
+    TaskStatus.DISPATCHED: "tasks_in_flight",
+    TaskStatus.RUNNING: "tasks_in_flight",
+    TaskStatus.COMPLETED: "tasks_completed",
+    TaskStatus.FAILED: "tasks_failed",
+    TaskStatus.CANCELED: "tasks_canceled",
+    TaskStatus.PAUSED: "tasks_paused",
+}
+
+
+def set_task_status(task: Task, new: TaskStatus, now: datetime, reason: str = "", job: Job | None = None) -> None:
+    """Move a task to ``new`` if the table allows it (``InvalidTransition`` otherwise), and between its job's
+    counters (``job``: the task's job when the caller holds it; else it is looked up in the task's session)."""
     old = TaskStatus(task.status)
     if old == new:
         return
     check_task(task.id, old, new)
-    task.status = new.value
+    task.status = new
     task.updated_at = now
+    if job is None:
+        session = object_session(task)
+        job = session.get(Job, task.job_id) if session is not None else None
+    if job is not None and COUNTER[old] != COUNTER[new]:
+        setattr(job, COUNTER[old], getattr(job, COUNTER[old]) - 1)
+        setattr(job, COUNTER[new], getattr(job, COUNTER[new]) + 1)
     log.info(
         "task %s (job %s): %s -> %s%s",
         task.id,
@@ -56,41 +82,43 @@ def set_task_status(task: Task, new: TaskStatus, now: datetime, reason: str = ""
     )
 
 
-def task_counts(session: Session, job_id: str) -> dict[TaskStatus, int]:
-    """How many tasks of the job are in each status."""
-    rows = session.execute(
-        select(Task.status, func.count()).where(Task.job_id == job_id).group_by(Task.status)
-    ).all()
-    return {TaskStatus(status): int(count) for status, count in rows}
+def recount(session: Session, job: Job) -> None:
+    """Set the job's task counters and frames done from its rows (after rows were written by hand)."""
+    from farm.db.models import Frame
+
+    counts = {name: 0 for name in set(COUNTER.values())}
+    total = 0
+    for status, count in session.execute(
+        select(Task.status, func.count()).where(Task.job_id == job.id).group_by(Task.status)
+    ).all():
+        counts[COUNTER[TaskStatus(status)]] += int(count)
+        total += int(count)
+    for name, value in counts.items():
+        setattr(job, name, value)
+    job.tasks_total = total
+    job.frames_done = int(session.scalar(select(func.count()).select_from(Frame).where(Frame.job_id == job.id)) or 0)
 
 
 def settle_job(session: Session, job: Job, now: datetime) -> None:
     """Derive the job's status from its tasks after a task changed (completion, cancel, pause, failure)."""
-    counts = task_counts(session, job.id)
-    total = sum(counts.values())
-    in_flight = counts.get(TaskStatus.DISPATCHED, 0) + counts.get(TaskStatus.RUNNING, 0)
+    total, in_flight = job.tasks_total, job.tasks_in_flight
     status = JobStatus(job.status)
     if status is JobStatus.CANCEL_REQUESTED and in_flight == 0:
-        for task in session.scalars(select(Task).where(Task.job_id == job.id)):
-            if TaskStatus(task.status) not in TASK_TERMINAL and task.status != TaskStatus.CANCELED:
-                set_task_status(task, TaskStatus.CANCELED, now, "job canceled")
+        for task in session.scalars(
+            select(Task).where(Task.job_id == job.id, Task.status.not_in(list(TASK_TERMINAL)))
+        ):
+            set_task_status(task, TaskStatus.CANCELED, now, "job canceled", job)
         set_job_status(job, JobStatus.CANCELED, now, job.status_reason or "canceled by request")
         return
     if status is JobStatus.PAUSE_REQUESTED and in_flight == 0:
-        for task in session.scalars(select(Task).where(Task.job_id == job.id)):
-            if TaskStatus(task.status) in (TaskStatus.QUEUED, TaskStatus.SOFT_FAILED):
-                set_task_status(task, TaskStatus.PAUSED, now, "job paused")
+        for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))):
+            set_task_status(task, TaskStatus.PAUSED, now, "job paused", job)
         set_job_status(job, JobStatus.PAUSED, now, "paused by request")
         return
     if status in (JobStatus.ACTIVE, JobStatus.QUEUED, JobStatus.PAUSE_REQUESTED):
-        if counts.get(TaskStatus.COMPLETED, 0) == total and total > 0:
+        if job.tasks_completed == total and total > 0:
             if status is JobStatus.QUEUED:
                 set_job_status(job, JobStatus.ACTIVE, now)
             set_job_status(job, JobStatus.COMPLETED, now)
-        elif (
-            counts.get(TaskStatus.FAILED, 0) > 0
-            and in_flight == 0
-            and not (counts.get(TaskStatus.QUEUED, 0) or counts.get(TaskStatus.SOFT_FAILED, 0))
-        ):
-            failed = counts[TaskStatus.FAILED]
-            set_job_status(job, JobStatus.FAILED, now, f"{failed} of {total} chunk(s) failed")
+        elif job.tasks_failed > 0 and in_flight == 0 and job.tasks_runnable == 0:
+            set_job_status(job, JobStatus.FAILED, now, f"{job.tasks_failed} of {total} chunk(s) failed")

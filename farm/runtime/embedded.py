@@ -17,6 +17,7 @@ from farm.db.engine import Database
 from farm.media.preview import PreviewMaker
 from farm.metering.storage_usage import StorageSampler
 from farm.runtime.bootstrap import bootstrap, offer_to_cli
+from farm.runtime.scheduler import dispatch_config
 from farm.settings import ServerSettings
 from scheduler import heartbeat, ray_runtime
 from scheduler.dispatcher import Dispatcher
@@ -97,11 +98,12 @@ class EmbeddedFarm:
         started = time.monotonic()
         self.pool.warm()
         log.info("%d render slot(s) warm in %.1fs", len(layout), time.monotonic() - started)
+        # Reliability (issue 5): leases and the per-job node blocklist, from the settings.
         self.dispatcher = Dispatcher(
             self.db,
             self.pool,
             self.clock,
-            self.settings.dispatch_interval_s,
+            dispatch_config(self.settings),
             FairShare(self.settings.fair_share_window_s, self.settings.starvation_s),
         )
         # Assets (issue 3): a preview movie after a job's last frame, storage bytes sampled into the ledger.
@@ -109,9 +111,6 @@ class EmbeddedFarm:
         self.dispatcher.periodic.append(
             StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
         )
-        # Reliability (issue 5): leases and the per-job node blocklist.
-        self.dispatcher.task_timeout_s = self.settings.task_timeout_s
-        self.dispatcher.blocklist_after = self.settings.blocklist_after
         self.dispatcher.recover()
 
     def app_context(self) -> AppContext:

@@ -20,7 +20,7 @@ from farm.metering.storage_usage import StorageSampler
 from farm.runtime.bootstrap import bootstrap
 from farm.settings import ServerSettings
 from scheduler import ray_runtime
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher import DispatchConfig, Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.nodes import NodeTracker
 from scheduler.pool import WorkerPool
@@ -67,12 +67,10 @@ class SchedulerProcess:
             self.db,
             self.pool,
             self.clock,
-            settings.dispatch_interval_s,
+            dispatch_config(settings),
             FairShare(settings.fair_share_window_s, settings.starvation_s),
+            nodes=NodeTracker(self.pool),
         )
-        dispatcher.task_timeout_s = settings.task_timeout_s
-        dispatcher.blocklist_after = settings.blocklist_after
-        dispatcher.nodes = NodeTracker(self.pool)
         dispatcher.on_job_completed = PreviewMaker(self.db, cfg)
         dispatcher.periodic.append(StorageSampler(self.db, store, self.clock, settings.storage_sample_interval_s))
         dispatcher.recover()
@@ -87,6 +85,15 @@ class SchedulerProcess:
             self.pool = None
         ray_runtime.shutdown()
         self.db.dispose()
+
+
+def dispatch_config(settings: ServerSettings) -> DispatchConfig:
+    """The dispatcher's configuration from the process's settings (embedded and cluster mode alike)."""
+    return DispatchConfig(
+        interval_s=settings.dispatch_interval_s,
+        task_timeout_s=settings.task_timeout_s,
+        blocklist_after=settings.blocklist_after,
+    )
 
 
 def run_scheduler(settings: ServerSettings, ray_address: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import Company, Job, Task, TaskAttempt
+from farm.lifecycle.transitions import recount
 from scheduler import claims
 from scheduler.dispatcher import Dispatcher
 from scheduler.pool import Slot, WorkerPool
@@ -74,6 +75,9 @@ def seed(db: Database, jobs: int, tasks_per_job: int) -> list[str]:
                     )
                 )
                 ids.append(task_id)
+        s.flush()
+        for job in s.scalars(select(Job)):
+            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
     return ids
 
 

@@ -154,7 +154,7 @@ def test_the_worker_actor_killed_mid_chunk_loses_nothing(farm, client, clean, sa
 
 
 def _job_of_blobs(client: FarmClient, files: dict[str, Path], blend: str, **options) -> str:
-    manifest = {}
+    manifest = dict(options.pop("extra_manifest", {}))
     for rel, path in files.items():
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
@@ -229,13 +229,17 @@ def test_a_deleted_stored_input_fails_the_chunk_with_what_to_do(farm, client, sa
     extra = tmp_path / "extra.bin"
     extra.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    job_id = _job_of_blobs(
-        client, {"scene.blend": sample_blend, "textures/checker.png": sample_blend.parent / "textures" / "checker.png",
-                 "extra.bin": extra}, "scene.blend", frames="1", name="lost-blob"
-    )
+    client.upload_blob(extra, digest, len(data))
+    # Lost before the job is created (the API checks rows; the worker's fetch finds the object gone): deleting
+    # after creating it would race the worker, which may have cached it already.
     for info in list(farm.store.list("blobs/")):
         if info.key.endswith(digest):
             farm.store.delete(info.key)
+    job_id = _job_of_blobs(
+        client, {"scene.blend": sample_blend, "textures/checker.png": sample_blend.parent / "textures" / "checker.png"},
+        "scene.blend", frames="1", name="lost-blob",
+        extra_manifest={"extra.bin": ManifestEntry(sha256=digest, size=len(data))},  # not asked about: still a row
+    )
     done = wait_job(client, job_id)
     assert done.status.value == "failed"
     [attempt] = client.tasks(job_id).tasks[0].attempts

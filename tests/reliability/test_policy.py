@@ -1,7 +1,9 @@
 """The scheduler's reliability decisions on a real (SQLite) database, without Ray: retries, the blocklist, the
 fail-job policy, slot choice, leases, recovery, pause/resume/retry and the reasons a waiting job shows.
 
-Slots get a stand-in actor (the Ray actor handle is the seam); everything else is the real code."""
+The decisions are the lifecycle's (``farm.lifecycle.attempts``) and the pure policies (``scheduler.placement``,
+``scheduler.leases``), called directly; the dispatcher's loop parts get slots with a stand-in actor (the Ray actor
+handle is the seam)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from sqlalchemy import select
 from farm.clock import SystemClock, new_id
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
+from farm.domain.attempts import Fault, Outcome, PollReport, StoredFrame
 from farm.domain.states import JobStatus, TaskStatus
 from farm.errors import Conflict, NotFound
-from farm.lifecycle import blocklist, control
-from farm.lifecycle.outcomes import Fault, Outcome
-from farm.lifecycle.transitions import set_task_status
+from farm.lifecycle import attempts, blocklist, control
+from farm.lifecycle.transitions import recount, set_task_status
 from farm.services.auth import ensure_company
+from scheduler import placement
 from scheduler.dispatcher import Dispatcher
 from scheduler.nodes import NodeTracker, slot_layout
 from scheduler.pool import Slot, WorkerPool
@@ -87,6 +90,8 @@ def make_job(db: Database, chunks: int = 1, status: JobStatus = JobStatus.ACTIVE
         s.flush()
         for i in range(chunks):
             s.add(Task(id=f"{job.id}-t{i}", job_id=job.id, index=i, frames=[i + 1], status="queued", updated_at=NOW))
+        s.flush()
+        recount(s, job)
         return job.id
 
 
@@ -140,7 +145,9 @@ def finish(
                     )
                 )
         s.flush()
-        d._settle_task(s, job, task, Outcome(outcome), fault, reason, NOW, attempt)
+        attempts.settle_attempt(
+            s, job, task, Outcome(outcome), fault, reason, NOW, attempt, d.policy, d.store_waits, time.monotonic()
+        )
         from farm.lifecycle.transitions import settle_job
 
         settle_job(s, job, NOW)
@@ -203,7 +210,7 @@ def test_a_store_outage_requeues_with_growing_backoff_and_counts_against_nothing
     for _ in range(3):
         dispatch(db, task_id, "n1")
         finish(db, dispatcher, task_id, "failed", "storage: disk full", fault=Fault.STORAGE)
-        count, until, _job = dispatcher._store_waits[task_id]
+        count, until, _job = dispatcher.store_waits.waits[task_id]
         waits.append(until - time.monotonic())
     job, [task] = state(db, job_id)
     assert (task.status, task.failures) == ("queued", 0)
@@ -214,7 +221,7 @@ def test_a_store_outage_requeues_with_growing_backoff_and_counts_against_nothing
     # The next success clears the wait.
     dispatch(db, task_id, "n1")
     finish(db, dispatcher, task_id, "completed")
-    assert task_id not in dispatcher._store_waits and state(db, job_id)[0].status == "completed"
+    assert task_id not in dispatcher.store_waits.waits and state(db, job_id)[0].status == "completed"
 
 
 def test_a_completed_attempt_with_a_frame_missing_fails_and_names_it(db, dispatcher):
@@ -235,13 +242,15 @@ def test_frame_rows_never_move_between_chunks_and_foreign_events_are_refused(db,
     with db.session() as s:
         t0, t1 = s.get(Task, f"{job_id}-t0"), s.get(Task, f"{job_id}-t1")
         assert t0 is not None and t1 is not None
-        ev = {"key": "k", "name": "n", "size": 3, "sha256": "cd" * 32}
-        dispatcher._record_frames(s, t0, 1, [{**ev, "task_id": t0.id, "attempt": 1, "frame": 1}], NOW)
+        def ev(task: str, attempt: int, frame: int, size: int = 3) -> StoredFrame:
+            return StoredFrame(task, attempt, frame, "k", "n", size, "cd" * 32)
+
+        assert attempts.record_frames(s, t0, 1, [ev(t0.id, 1, 1)], NOW) == 1
         s.flush()
         # frame 1 claimed by chunk 1 (not its frame), another attempt, another task: all refused
-        dispatcher._record_frames(s, t1, 1, [{**ev, "task_id": t1.id, "attempt": 1, "frame": 1}], NOW)
-        dispatcher._record_frames(s, t0, 2, [{**ev, "task_id": t0.id, "attempt": 1, "frame": 1, "size": 9}], NOW)
-        dispatcher._record_frames(s, t0, 1, [{**ev, "task_id": t1.id, "attempt": 1, "frame": 2}], NOW)
+        assert attempts.record_frames(s, t1, 1, [ev(t1.id, 1, 1)], NOW) == 0
+        assert attempts.record_frames(s, t0, 2, [ev(t0.id, 1, 1, size=9)], NOW) == 0
+        assert attempts.record_frames(s, t0, 1, [ev(t1.id, 1, 2)], NOW) == 0
     with db.session() as s:
         rows = list(s.scalars(select(Frame).where(Frame.job_id == job_id)))
         assert [(r.frame, r.task_id, r.size) for r in rows] == [(1, f"{job_id}-t0", 3)]
@@ -287,19 +296,24 @@ def test_continue_policy_renders_the_rest_then_fails_with_the_reason(db, dispatc
 
 
 # ---- slot choice ------------------------------------------------------------------------------------------
+def pick(idle, ready, job, blocked=frozenset(), failed_on=frozenset()):
+    needs = placement.Needs(bool(job.settings.get("gpu")), bool(job.settings.get("allow_cpu_fallback")))
+    return placement.pick_slot(idle, ready, needs, set(blocked), set(failed_on))
+
+
 def test_gpu_jobs_take_gpu_slots_and_cpu_jobs_never_do(db, dispatcher):
     gpu, cpu = make_slot("a/gpu-0", "a", gpus=1), make_slot("a/cpu", "a")
     dispatcher.pool.slots = [gpu, cpu]
     with db.session() as s:
         gpu_job = s.get(Job, make_job(db, gpu=True, allow_cpu_fallback=False))
         cpu_job = s.get(Job, make_job(db))
-        assert dispatcher._pick_slot([cpu, gpu], gpu_job, True) is gpu
-        assert dispatcher._pick_slot([gpu, cpu], cpu_job, True) is cpu
-        assert dispatcher._pick_slot([cpu], gpu_job, True) is None  # waits for the GPU
-        assert dispatcher._pick_slot([gpu], cpu_job, True) is None
+        assert pick([cpu, gpu], [gpu, cpu], gpu_job) is gpu
+        assert pick([gpu, cpu], [gpu, cpu], cpu_job) is cpu
+        assert pick([cpu], [gpu, cpu], gpu_job) is None  # waits for the GPU
+        assert pick([gpu], [gpu, cpu], cpu_job) is None
         fallback = s.get(Job, make_job(db, gpu=True, allow_cpu_fallback=True))
-        assert dispatcher._pick_slot([cpu], fallback, False) is cpu  # no GPU slot left in the farm
-        assert dispatcher._pick_slot([cpu], gpu_job, False) is None  # not allowed to fall back
+        assert pick([cpu], [cpu], fallback) is cpu  # no GPU slot left in the farm
+        assert pick([cpu], [cpu], gpu_job) is None  # not allowed to fall back
 
 
 def test_blocked_nodes_get_no_chunks_and_retries_go_elsewhere(db, dispatcher):
@@ -311,17 +325,17 @@ def test_blocked_nodes_get_no_chunks_and_retries_go_elsewhere(db, dispatcher):
     with db.session() as s:
         job = s.get(Job, job_id)
         retried, fresh = s.get(Task, f"{job_id}-t0"), s.get(Task, f"{job_id}-t1")
-        assert dispatcher._pick_slot([a, b], job, False, retried) is b
-        assert dispatcher._pick_slot([a], job, False, retried) is None  # b is busy, but it will free up
-        assert dispatcher._pick_slot([a], job, False, fresh) is a
+        failed_on = Dispatcher._failed_on(s, retried)
+        assert failed_on == {"a"} and Dispatcher._failed_on(s, fresh) == set()
+        assert pick([a, b], [a, b], job, failed_on=failed_on) is b
+        assert pick([a], [a, b], job, failed_on=failed_on) is None  # b is busy, but it will free up
+        assert pick([a], [a, b], job) is a
         for _ in range(3):
             blocklist.record_failure(s, job_id, "a", "boom", NOW)
-        dispatcher._blocked_cache = None  # read once per dispatch pass; this is a new pass
-        assert dispatcher._pick_slot([a, b], job, False, fresh) is b
-        assert dispatcher._pick_slot([a], job, False, fresh) is None
+        assert pick([a, b], [a, b], job, blocked=blocklist.blocked_nodes(s, job_id)) is b
+        assert pick([a], [a, b], job, blocked=blocklist.blocked_nodes(s, job_id)) is None
         control.unblock(s, job, "a", NOW)
-        dispatcher._blocked_cache = None
-        assert dispatcher._pick_slot([a], job, False, fresh) is a
+        assert pick([a], [a, b], job, blocked=blocklist.blocked_nodes(s, job_id)) is a
 
 
 def test_a_job_no_slot_can_take_says_why(db, dispatcher):
@@ -332,7 +346,7 @@ def test_a_job_no_slot_can_take_says_why(db, dispatcher):
     with db.session() as s:
         for _ in range(3):
             blocklist.record_failure(s, blocked, "a", "boom", NOW)
-    dispatcher._explained_at = 0.0
+    dispatcher._explained_at = float("-inf")
     dispatcher._explain_waiting()
     assert state(db, gpu_only)[0].status_reason == (
         "waiting: no GPU slot is up and this job does not allow CPU fallback"
@@ -349,7 +363,7 @@ def test_a_job_no_slot_can_take_says_why(db, dispatcher):
         assert control.unblock(s, row, None, NOW) == ["a"]
     job, [task] = state(db, blocked)
     assert (job.status, task.status, task.failures) == ("queued", "queued", 0)
-    dispatcher._explained_at = 0.0
+    dispatcher._explained_at = float("-inf")
     dispatcher._explain_waiting()
     assert state(db, blocked)[0].status == "queued"
 
@@ -358,10 +372,11 @@ def test_a_job_no_slot_can_take_says_why(db, dispatcher):
 def test_an_expired_lease_kills_the_attempt_once(db, dispatcher):
     slot = make_slot("a/cpu", "a")
     dispatcher.pool.slots = [slot]
-    dispatcher.task_timeout_s = 0.5
+    dispatcher.configure(task_timeout_s=0.5)
     slot.task_id, slot.job_id, slot.attempt = "t", "j", 1
     assert not dispatcher._check_leases()  # the lease starts now
-    dispatcher._apply_poll(slot, {"task": "t", "events": [], "lease_age": 0.0})
+    with db.session() as s:
+        dispatcher._apply_poll(s, slot, PollReport("t", 1, (), 0.5, time.time(), 0.0), time.monotonic())
     assert not dispatcher._check_leases()
     slot.lease_renewed = time.monotonic() - 1.0  # no progress reported for a second
     assert dispatcher._check_leases()
@@ -553,7 +568,7 @@ def test_a_worker_that_dies_under_a_chunk_fails_the_attempt_but_a_lost_node_does
         slot = make_slot("a/cpu", "a")
         slot.task_id, slot.job_id, slot.attempt = f"{job_id}-t{i}", job_id, 1
         pool.slots = [slot]
-        dispatcher._worker_lost(slot, "ActorDiedError: boom" if died else "ActorUnavailableError", died=died)
+        dispatcher._lose(slot, "ActorDiedError: boom" if died else "ActorUnavailableError", died=died)
     job, tasks = state(db, job_id)
     assert [(t.status, t.failures) for t in tasks] == [("soft-failed", 1), ("queued", 0)]
     assert pool.replaced == ["a/cpu", "a/cpu"]

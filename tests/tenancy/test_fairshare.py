@@ -23,6 +23,7 @@ from farm.contract import CompanyUpdate, JobCreate, ManifestEntry, Role
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Job, Task, TaskAttempt, UsageEntry
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT
+from farm.lifecycle import control
 from farm.metering import usage_report
 from farm.services import companies, jobs
 from farm.services.auth import Principal, ensure_company
@@ -82,7 +83,7 @@ class Rig:
         with self.db.session() as s:
             for job in s.scalars(select(Job)):
                 if job.status not in {j.value for j in JOB_TERMINAL}:
-                    jobs.request_cancel(s, jobs.get_job(s, admin, job.id, lock=True), self.clock.now())
+                    control.request_cancel(s, jobs.get_job(s, admin, job.id, lock=True), self.clock.now())
         deadline = time.monotonic() + 10
         while any(not slot.idle for slot in self.pool.slots) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -15,6 +15,7 @@ from farm.clock import SystemClock, new_id
 from farm.contract import Role
 from farm.db.engine import Database
 from farm.db.models import ApiToken, Frame, Job, Task
+from farm.lifecycle.transitions import recount
 from farm.media import thumbnails
 from farm.metering import ledger
 from farm.runtime.bootstrap import bootstrap
@@ -71,6 +72,8 @@ class Monitor:
                 self.store.put_file(key, path)
                 s.add(Frame(job_id=job.id, frame=f, task_id="t", key=key, name=f"frame_{f:04d}.png",
                             size=path.stat().st_size, sha256=f"{f:064x}", created_at=now))
+            s.flush()
+            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
             return job.id
 
 

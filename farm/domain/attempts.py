@@ -1,0 +1,96 @@
+"""How attempts end (``Outcome``, ``Fault``) and the typed messages between the scheduler and a worker actor
+(frozen dataclasses; Ray pickles them). Pure: no I/O.
+
+The scheduler sends an ``Assignment``; the worker answers ``poll()`` with a ``PollReport`` (frames stored so far,
+progress, the lease's age, the live log) and ``render()`` with the ``AttemptFacts`` of the attempt. Workers report
+facts; what they mean is decided by ``farm.lifecycle``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """How an attempt ended, as the worker (or the scheduler, for a lost worker) reports it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    LOST = "lost"
+
+
+class Fault(StrEnum):
+    """Whose fault a failed attempt was."""
+
+    NONE = ""
+    SCENE = "scene"
+    NODE = "node"
+    STORAGE = "storage"
+
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One chunk for one attempt."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    company_id: str
+    blend_file: str
+    manifest: dict[str, dict[str, Any]]
+    frames: list[int]
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """A frame the worker stored: its key, size and sha256 are those of the uploaded file."""
+
+    task_id: str
+    attempt: int
+    frame: int
+    key: str
+    name: str
+    size: int
+    sha256: str
+    device: str = "CPU"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """The worker's answer to a poll; doubles as a heartbeat."""
+
+    task: str | None
+    attempt: int
+    events: tuple[StoredFrame, ...]
+    progress: float
+    beat: float
+    lease_age: float
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptFacts:
+    """How an attempt ended, as the worker saw it."""
+
+    task_id: str
+    attempt: int
+    node: str
+    worker: str
+    resources: dict[str, float]
+    outcome: Outcome
+    started_at: float
+    ended_at: float
+    seconds: float
+    fault: Fault = Fault.NONE
+    exit_code: int | None = None
+    reason: str = ""
+    warning: str = ""
+    log_tail: str = ""
+    blender_seconds: float | None = None
+    frames: tuple[StoredFrame, ...] = field(default_factory=tuple)

@@ -1,0 +1,337 @@
+"""The consequences of an attempt: frames it stored, how it ended, a worker lost under it, a restart.
+
+Typed events in (``AttemptFacts`` and ``StoredFrame`` from the worker, a lost worker, a restart), changes applied to
+the rows of one transaction through ``farm.lifecycle.transitions``; the verdict itself is the pure
+``farm.lifecycle.outcomes.decide``. The scheduler owns the loop, Ray and the slots; nothing here knows of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from farm.db.models import Frame, Job, Task, TaskAttempt
+from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
+from farm.domain.frames import format_frames
+from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
+from farm.lifecycle import blocklist
+from farm.lifecycle.outcomes import Verdict, decide
+from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
+from farm.metering import ledger
+
+log = logging.getLogger(__name__)
+
+WAITING = "waiting: "
+
+
+@dataclass
+class StoreWaits:
+    """Chunks waiting out a store outage: task id -> (consecutive outages, monotonic time of the next try, job).
+    Kept in the scheduler's memory: after a restart the chunks simply try again at once."""
+
+    waits: dict[str, tuple[int, float, str]] = field(default_factory=dict)
+
+    def count(self, task_id: str) -> int:
+        return self.waits.get(task_id, (0, 0.0, ""))[0]
+
+    def blocked(self, task_id: str, monotonic: float) -> bool:
+        """Whether the chunk must still wait before its next try."""
+        return self.waits.get(task_id, (0, 0.0, ""))[1] > monotonic
+
+    def jobs(self, monotonic: float) -> set[str]:
+        """Jobs with a chunk waiting for the store now."""
+        return {job_id for _, until, job_id in self.waits.values() if until > monotonic}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the entry point decided from the settings."""
+
+    blocklist_after: int = blocklist.DEFAULT_THRESHOLD
+
+
+def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredFrame], now: datetime) -> int:
+    """Record frames the attempt stored; returns how many. Only this attempt's frames of this chunk count; a
+    frame row never moves from one chunk to another."""
+    wanted = set(task.frames)
+    recorded = 0
+    for ev in events:
+        if ev.task_id != task.id or ev.attempt != attempt or ev.frame not in wanted:
+            log.error(
+                "task %s attempt %d: refused a frame event of task %s attempt %s frame %s",
+                task.id,
+                attempt,
+                ev.task_id,
+                ev.attempt,
+                ev.frame,
+            )
+            continue
+        row = s.get(Frame, (task.job_id, ev.frame))
+        if row is None:
+            job = s.get(Job, task.job_id)
+            if job is not None:
+                job.frames_done += 1
+            row = Frame(job_id=task.job_id, frame=ev.frame, task_id=task.id)
+            s.add(row)
+        elif row.task_id != task.id:
+            log.error(
+                "job %s frame %d belongs to task %s, not %s: refused", task.job_id, ev.frame, row.task_id, task.id
+            )
+            continue
+        row.key, row.name, row.size, row.sha256 = ev.key, ev.name, ev.size, ev.sha256
+        row.device, row.render_seconds, row.created_at = ev.device, ev.seconds, now
+        recorded += 1
+    return recorded
+
+
+def missing_frames(s: Session, task: Task) -> list[int]:
+    """Frames of the chunk with no stored file (size and sha256) recorded for it."""
+    stored = set(
+        s.scalars(
+            select(Frame.frame).where(
+                Frame.job_id == task.job_id, Frame.frame.in_(task.frames), Frame.task_id == task.id, Frame.sha256 != ""
+            )
+        )
+    )
+    return sorted(set(task.frames) - stored)
+
+
+def _attempt_row(s: Session, task_id: str, number: int) -> TaskAttempt | None:
+    return s.scalar(select(TaskAttempt).where(TaskAttempt.task_id == task_id, TaskAttempt.number == number))
+
+
+def attempt_ended(
+    s: Session, facts: AttemptFacts, now: datetime, policy: Policy, waits: StoreWaits, monotonic: float
+) -> Job | None:
+    """Apply a finished attempt: its frames, its row, its metering, the verdict. Returns the job when it just
+    completed (so the caller can run completion hooks after the commit)."""
+    task = s.get(Task, facts.task_id)
+    job = s.get(Job, task.job_id) if task is not None else None
+    if task is None or job is None:
+        return None
+    record_frames(s, task, facts.attempt, facts.frames, now)
+    outcome = facts.outcome
+    attempt = _attempt_row(s, task.id, facts.attempt)
+    started = datetime.fromtimestamp(facts.started_at, UTC)
+    ended = datetime.fromtimestamp(facts.ended_at, UTC)
+    if attempt is not None:
+        attempt.status = outcome.value
+        attempt.started_at, attempt.ended_at = started, ended
+        attempt.seconds, attempt.blender_seconds = facts.seconds, facts.blender_seconds
+        attempt.exit_code, attempt.reason = facts.exit_code, facts.reason
+        attempt.log_tail = facts.log_tail[-16_000:]
+        attempt.node = facts.node or attempt.node
+        attempt.fault = facts.fault.value if outcome is Outcome.FAILED else ""
+        attempt.warning = facts.warning[:4000]
+    if facts.warning and not job.warning:
+        job.warning = facts.warning[:4000]
+    for resource, count in facts.resources.items():
+        if count > 0:
+            ledger.record(
+                s,
+                ledger.Usage(
+                    company_id=job.company_id,
+                    job_id=job.id,
+                    task_id=task.id,
+                    attempt=facts.attempt,
+                    node=facts.node,
+                    resource=resource,
+                    count=float(count),
+                    started_at=started,
+                    ended_at=ended,
+                    seconds=facts.seconds,
+                    outcome=outcome.value,
+                ),
+            )
+    fault = facts.fault if facts.fault is not Fault.NONE or outcome is not Outcome.FAILED else Fault.NODE
+    was_completed = job.status == JobStatus.COMPLETED
+    settle_attempt(s, job, task, outcome, fault, facts.reason, now, attempt, policy, waits, monotonic)
+    settle_job(s, job, now)
+    return job if not was_completed and job.status == JobStatus.COMPLETED else None
+
+
+def worker_lost(
+    s: Session,
+    task_id: str,
+    number: int,
+    reason: str,
+    failed: bool,
+    now: datetime,
+    policy: Policy,
+    waits: StoreWaits,
+    monotonic: float,
+) -> None:
+    """The worker under an attempt is gone: a failure of the node when ``failed`` (the process died on a live
+    node, or ignored the kill after its lease expired), otherwise a loss that counts against nothing."""
+    task = s.get(Task, task_id)
+    if task is None:
+        return
+    attempt = _attempt_row(s, task.id, number)
+    if attempt is not None:
+        attempt.status, attempt.ended_at = (Outcome.FAILED if failed else Outcome.LOST).value, now
+        attempt.reason = reason
+        attempt.fault = Fault.NODE.value if failed else ""
+    job = s.get(Job, task.job_id)
+    if job is not None and TaskStatus(task.status) in TASK_IN_FLIGHT:
+        outcome, fault = (Outcome.FAILED, Fault.NODE) if failed else (Outcome.LOST, Fault.NONE)
+        settle_attempt(s, job, task, outcome, fault, reason, now, attempt, policy, waits, monotonic)
+        settle_job(s, job, now)
+
+
+def settle_attempt(
+    s: Session,
+    job: Job,
+    task: Task,
+    outcome: Outcome,
+    fault: Fault,
+    reason: str,
+    now: datetime,
+    attempt: TaskAttempt | None,
+    policy: Policy,
+    waits: StoreWaits,
+    monotonic: float,
+) -> None:
+    """Apply the verdict on an attempt (``farm.lifecycle.outcomes.decide``) to its chunk, job and node."""
+    if TaskStatus(task.status) not in TASK_IN_FLIGHT:
+        return
+    job_status = JobStatus(job.status)
+    if outcome is not Outcome.COMPLETED and (job_status is JobStatus.CANCEL_REQUESTED or job_status in JOB_TERMINAL):
+        set_task_status(task, TaskStatus.CANCELED, now, f"job {job_status.value}")
+        return
+    count = waits.count(task.id) + 1 if fault is Fault.STORAGE else 0
+    verdict = decide(
+        outcome,
+        fault,
+        reason,
+        failures_before=task.failures,
+        max_attempts=int(str(job.settings.get("max_attempts", 3))),
+        missing_frames=missing_frames(s, task) if outcome is Outcome.COMPLETED else [],
+        storage_waits=count,
+    )
+    _apply(s, job, task, verdict, now, attempt, policy, waits, count, monotonic)
+
+
+def _apply(
+    s: Session,
+    job: Job,
+    task: Task,
+    verdict: Verdict,
+    now: datetime,
+    attempt: TaskAttempt | None,
+    policy: Policy,
+    waits: StoreWaits,
+    count: int,
+    monotonic: float,
+) -> None:
+    if attempt is not None and attempt.status == Outcome.COMPLETED and verdict.task is not TaskStatus.COMPLETED:
+        # The worker said "completed" but frames are missing: the attempt failed, and says which frames.
+        attempt.status, attempt.fault, attempt.reason = Outcome.FAILED.value, Fault.NODE.value, verdict.reason
+    if verdict.retry_after_s:
+        waits.waits[task.id] = (count, monotonic + verdict.retry_after_s, job.id)
+        job.status_reason = f"{WAITING}{verdict.reason}"[:4000]
+    else:
+        waits.waits.pop(task.id, None)
+    if verdict.counts_against_chunk:
+        task.failures += 1
+    if verdict.counts_against_node:
+        blocklist.record_failure(
+            s,
+            job.id,
+            attempt.node if attempt is not None else "",
+            verdict.reason,
+            now,
+            policy.blocklist_after,
+            task_id=task.id,
+            attempt=attempt.number if attempt is not None else None,
+        )
+    set_task_status(task, verdict.task, now, verdict.reason, job)
+    if verdict.task is TaskStatus.FAILED and job.settings.get("on_chunk_failure") == "fail-job":
+        fail_job(s, job, task, verdict.cause or verdict.reason, now)
+    if JobStatus(job.status) not in JOB_TERMINAL and job.tasks_failed > 0:
+        # A job with a failed chunk can only end failed: settle it here, where the reason is known.
+        settle_job(s, job, now)
+        if job.status == JobStatus.FAILED:
+            job.status_reason = failure_summary(s, job)
+
+
+def failure_summary(s: Session, job: Job) -> str:
+    """Why the job failed, in one line: how many chunks, the first one's frames and last reason, blocked nodes."""
+    failed = list(
+        s.scalars(
+            select(Task).where(Task.job_id == job.id, Task.status == TaskStatus.FAILED).order_by(Task.index).limit(1)
+        )
+    )
+    text = f"{job.tasks_failed} of {job.tasks_total} chunk(s) failed"
+    if failed:
+        first = failed[0]
+        last = s.scalar(
+            select(TaskAttempt)
+            .where(TaskAttempt.task_id == first.id, TaskAttempt.status == Outcome.FAILED)
+            .order_by(TaskAttempt.number.desc())
+            .limit(1)
+        )
+        text += f"; chunk {first.index} (frames {format_frames(first.frames)})"
+        if last is not None:
+            text += f" after {first.failures} attempt(s), last on {last.node or '?'}: {last.reason}"
+    blocked = sorted(blocklist.blocked_nodes(s, job.id))
+    if blocked:
+        text += f"; blocklisted: {', '.join(blocked)}"
+    return text[:4000]
+
+
+def fail_job(s: Session, job: Job, task: Task, reason: str, now: datetime) -> None:
+    """``on_chunk_failure: fail-job``: the job fails now; its other chunks are canceled (running ones are stopped
+    by the scheduler, and frames they already stored are kept)."""
+    why = f"chunk {task.index} (frames {format_frames(task.frames)}) failed {task.failures} time(s): {reason}"
+    for other in s.scalars(
+        select(Task).where(
+            Task.job_id == job.id,
+            Task.id != task.id,
+            Task.status.in_([*TASK_RUNNABLE, TaskStatus.PAUSED]),
+        )
+    ):
+        set_task_status(other, TaskStatus.CANCELED, now, "job failed")
+    set_job_status(job, JobStatus.FAILED, now, why[:4000])
+
+
+def fail_unplaceable(s: Session, job: Job, reason: str, now: datetime) -> bool:
+    """Every node that could take the job is blocklisted for it: rather than sit "rendering" forever, the job
+    fails and says so, once no chunk of it is rendering. ``farm unblock`` (CLI or monitor) runs it again."""
+    if job.tasks_in_flight:
+        return False
+    for task in s.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))):
+        set_task_status(task, TaskStatus.FAILED, now, reason)
+    set_job_status(job, JobStatus.FAILED, now, reason[:4000])
+    return True
+
+
+def recover(s: Session, now: datetime) -> int:
+    """After a restart no chunk is in flight (the old workers died with the old scheduler): requeue those the
+    database thinks are running. Their attempts are marked lost, which counts against neither the chunk nor the
+    node; frames already stored stay, and a re-render overwrites them under the same key."""
+    count = 0
+    touched: set[str] = set()
+    for task in s.scalars(select(Task).where(Task.status.in_(list(TASK_IN_FLIGHT)))):
+        for attempt in s.scalars(
+            select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.ended_at.is_(None))
+        ):
+            attempt.status, attempt.ended_at = Outcome.LOST.value, now
+            attempt.reason = "the scheduler restarted while this attempt ran"
+        job = s.get(Job, task.job_id)
+        if job is not None and JobStatus(job.status) in JOB_TERMINAL:
+            set_task_status(task, TaskStatus.CANCELED, now, f"job {job.status}")
+        else:
+            set_task_status(task, TaskStatus.QUEUED, now, "requeued after scheduler restart")
+        touched.add(task.job_id)
+        count += 1
+    waiting = (JobStatus.CANCEL_REQUESTED, JobStatus.PAUSE_REQUESTED)
+    for job in s.scalars(select(Job).where((Job.status.in_(waiting)) | (Job.id.in_(touched)))):
+        settle_job(s, job, now)
+    if count:
+        log.info("recovered %d in-flight chunk(s) after restart", count)
+    return count
