@@ -27,7 +27,7 @@ from farm.lifecycle import control
 from farm.metering import usage_report
 from farm.services import companies, jobs
 from farm.services.auth import Principal, ensure_company
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher import DispatchConfig, Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool
 from storage.base import blob_key
@@ -132,7 +132,7 @@ def rig(farm, tmp_path_factory) -> Iterator[Rig]:
         pool.add_slot(f"fair/slot-{i}", {"cpu": 0.0})
     pool.warm()
     clock = SystemClock()
-    dispatcher = Dispatcher(db, pool, clock, 0.01, FairShare(window_s=600.0, starvation_s=600.0))
+    dispatcher = Dispatcher(db, pool, clock, DispatchConfig(interval_s=0.01), FairShare(600.0, 600.0))
     stop = threading.Event()
     thread = threading.Thread(target=dispatcher.run, args=(stop,), name="fair-dispatcher", daemon=True)
     thread.start()

@@ -1,0 +1,141 @@
+"""Benchmark: the control plane's throughput with a null renderer (issue "ten times the throughput").
+
+One embedded farm with ``FARM_RENDERER=sleep:0`` (tiny PNGs, no Blender) and 8 slots, chunks of one frame, in
+one run:
+
+1. **farm vs bare Ray**: frames/s of a job of N frames, against 8 bare Ray actors answering the same number of
+   calls, one call in flight per actor (what the farm does per slot), in the same Ray instance. Goal >= 0.5x.
+2. **big job vs small job**: frames/s of a 20,000-frame job against a 1,000-frame job. Goal >= 0.8x: the work per
+   completion must not grow with the job.
+3. **create a 100,000-frame job**: ``POST /api/v1/jobs`` wall time (chunks of one frame). Goal < 2 s.
+4. **submit -> first frame**: p50 over 20 one-frame jobs, from the POST to the frame row. Goal <= 41 ms.
+
+Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [--slots 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def bare_ray(calls: int, actors: int) -> float:
+    """Calls per second of ``actors`` bare actors, one call in flight per actor."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def render(self, payload: dict[str, object]) -> dict[str, object]:
+            return {"task_id": payload["task_id"], "outcome": "completed", "frames": [payload["frame"]]}
+
+    pool = [Echo.remote() for _ in range(actors)]  # type: ignore[attr-defined]
+    ray.get([a.render.remote({"task_id": "warm", "frame": 0}) for a in pool])
+    started = time.perf_counter()
+    sent = 0
+    pending = {}
+    for actor in pool:
+        pending[actor.render.remote({"task_id": f"t{sent}", "frame": sent})] = actor
+        sent += 1
+    done = 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            actor = pending.pop(ref)
+            ray.get(ref)
+            done += 1
+            if sent < calls:
+                pending[actor.render.remote({"task_id": f"t{sent}", "frame": sent})] = actor
+                sent += 1
+    seconds = time.perf_counter() - started
+    for actor in pool:
+        ray.kill(actor)
+    return calls / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--big", type=int, default=20000)
+    parser.add_argument("--create", type=int, default=100000)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--latency-jobs", type=int, default=20)
+    args = parser.parse_args()
+
+    from farm.client import FarmClient
+    from farm.contract import JobCreate, ManifestEntry
+    from farm.runtime.embedded import EmbeddedFarm
+    from farm.settings import ServerSettings
+
+    with tempfile.TemporaryDirectory(prefix="farm-bench-scale-") as tmp:
+        base = Path(tmp)
+        settings = ServerSettings(
+            data_dir=base / "data", port=0, slots=args.slots, renderer="sleep:0", write_cli_config=False,
+            storage_sample_interval_s=3600,
+        )
+        farm = EmbeddedFarm(settings).start()
+        try:
+            with FarmClient(farm.url, farm.admin_token, timeout=600) as client:
+                blend = base / "scene.blend"
+                blend.write_bytes(b"BLENDER-v500 null renderer does not read me")
+                digest = hashlib.sha256(blend.read_bytes()).hexdigest()
+                client.upload_blob(blend, digest, blend.stat().st_size)
+                manifest = {"scene.blend": ManifestEntry(sha256=digest, size=blend.stat().st_size)}
+
+                def spec(frames: str, name: str) -> JobCreate:
+                    return JobCreate(name=name, blend_file="scene.blend", manifest=manifest, frames=frames,
+                                     chunk_size=1, preview=False)
+
+                def run(frames: int, name: str) -> float:
+                    job = client.create_job(spec(f"1-{frames}", name))
+                    started = time.perf_counter()
+                    while True:
+                        current = client.job(job.id)
+                        if current.status.value in ("completed", "failed", "canceled"):
+                            break
+                        time.sleep(0.05)
+                    seconds = time.perf_counter() - started
+                    assert current.status.value == "completed", current.status_reason
+                    assert current.frames_done == frames
+                    return frames / seconds
+
+                run(64, "warm-up")
+                small = run(args.small, "small")
+                baseline = bare_ray(args.small, args.slots)
+                big = run(args.big, "big")
+
+                started = time.perf_counter()
+                created = client.create_job(spec(f"1-{args.create}", "create"))
+                create_s = time.perf_counter() - started
+                client.cancel(created.id)
+
+                latencies = []
+                for i in range(args.latency_jobs):
+                    started = time.perf_counter()
+                    job = client.create_job(spec("1", f"latency-{i}"))
+                    while not client.frames(job.id).frames:
+                        time.sleep(0.002)
+                    latencies.append(time.perf_counter() - started)
+        finally:
+            farm.stop()
+    p50 = statistics.median(latencies) * 1000
+    print(f"\nnull renderer, {args.slots} slots, chunks of one frame")
+    print(f"{'measure':44} {'value':>12} {'ratio':>8} {'goal':>8}")
+    print(f"{'bare Ray actors, calls/s':44} {baseline:12.0f}")
+    print(f"{f'farm, {args.small}-frame job, frames/s':44} {small:12.0f} {small / baseline:8.3f} {'>= 0.5':>8}")
+    print(f"{f'farm, {args.big}-frame job, frames/s':44} {big:12.0f} {big / small:8.3f} {'>= 0.8':>8}")
+    print(f"{f'create a {args.create}-frame job, s':44} {create_s:12.2f} {'':>8} {'< 2':>8}")
+    print(f"{'submit -> first frame p50, ms':44} {p50:12.1f} {'':>8} {'<= 41':>8}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    main()
