@@ -12,7 +12,7 @@ On SQLite (one writer at a time) the claim takes the write lock before it re-rea
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from farm.db.engine import is_postgresql, take_sqlite_write_lock
@@ -20,8 +20,22 @@ from farm.db.models import Job, Task
 from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 
 
+def hold_sqlite(session: Session) -> bool:
+    """On SQLite, take the one write lock for the rest of the session (once): whatever it reads afterwards is
+    current until it commits, so a pass's claims need no re-reading. True when it did (SQLite)."""
+    if is_postgresql(session.get_bind()):
+        return False
+    if not session.info.get("sqlite_write_lock"):
+        session.execute(update(Job).where(Job.id == "").values(status=Job.status))
+        session.info["sqlite_write_lock"] = True
+    return True
+
+
 def claim(session: Session, job: Job, task: Task) -> bool:
     """True when ``task`` of ``job`` may be dispatched now; both objects are refreshed from the locked rows."""
+    if session.info.get("sqlite_write_lock"):
+        # Read after the session took SQLite's write lock (``hold_sqlite``): the rows are current.
+        return job.status in JOB_DISPATCHABLE and task.status in TASK_RUNNABLE
     if not is_postgresql(session.get_bind()):
         # SQLite: hold the one write lock, then re-read: a pause or cancel the API committed since the
         # candidates were read is seen here, and none can land until this claim commits.

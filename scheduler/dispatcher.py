@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.clock import Clock
-from farm.db.engine import Database, is_postgresql, take_sqlite_write_lock
+from farm.db.engine import Database, is_postgresql
 from farm.db.models import Job, Task, TaskAttempt
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport
 from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
@@ -131,17 +131,37 @@ class Dispatcher:
                 self.wake.clear()
 
     def step(self) -> bool:
-        """One pass: reports, leases, requests, dispatch. True when something happened."""
+        """One pass: reports, leases, requests, dispatch. True when something happened.
+
+        The reports, the requests and the dispatch decisions of a pass share one transaction; the chunks it hands
+        out are sent to their workers once it committed.
+        """
         happened = self._sync_nodes()
-        happened |= self._apply(self._collect())
+        reports = self._collect()
         happened |= self._check_leases()
         poked = self.wake.is_set()  # the API recorded a request in this process (embedded mode)
         self.wake.clear()
-        now = self.clock.monotonic()
-        if poked or happened or now - self._requests_at >= self.config.requests_interval_s:
-            self._requests_at = now
-            happened |= self._carry_out_requests()
-        happened |= self._dispatch()
+        mono = self.clock.monotonic()
+        requests_due = poked or mono - self._requests_at >= self.config.requests_interval_s
+        handed: list[tuple[Slot, Assignment]] = []
+        completed: list[str] = []
+        try:
+            with self.db.session() as s:
+                claims.hold_sqlite(s)  # PostgreSQL: the jobs' rows are locked by the preload instead
+                completed, ended = self._apply_all(s, reports)
+                for slot, _facts in reports.ended:
+                    slot.release()  # free for this pass's dispatch
+                if requests_due or ended:
+                    self._requests_at = mono
+                    happened |= self._carry_out_requests(s)
+                handed = self._dispatch(s)
+        except Exception:
+            log.exception("a dispatch pass failed; applying its %d report(s) one by one", self._count(reports))
+            handed, completed = [], self._apply_one_by_one(reports)
+            for slot, _facts in reports.ended:
+                slot.release()
+        happened |= bool(reports) or bool(handed)
+        self._after_commit(reports, handed, completed)
         self._explain_waiting()
         self._prune_job_folders()
         self._send_polls()
@@ -194,37 +214,33 @@ class Dispatcher:
             return replace(facts, reason="stopped on request (cancel, pause --now, or the job ended)")
         return facts
 
-    def _apply(self, reports: _Reports) -> bool:
-        """Apply a pass's reports in one transaction; should that fail, one by one, so a bad report cannot hold
-        the others back."""
-        if not reports:
-            return False
+    def _apply_one_by_one(self, reports: _Reports) -> list[str]:
+        """Each report in its own transaction, so a bad one cannot hold the others back."""
         completed: list[str] = []
-        try:
-            with self.db.session() as s:
-                self._lock_jobs(s, reports)
-                completed = self._apply_all(s, reports)
-        except Exception:
-            log.exception("applying %d report(s) together failed; applying them one by one", self._count(reports))
-            completed = []
-            for one in self._split(reports):
-                try:
-                    with self.db.session() as s:
-                        completed += self._apply_all(s, one)
-                except Exception:
-                    log.exception("a worker report could not be applied")
-        for slot, _facts in reports.ended:
-            slot.release()
+        for one in self._split(reports):
+            try:
+                with self.db.session() as s:
+                    completed += self._apply_all(s, one)[0]
+            except Exception:
+                log.exception("a worker report could not be applied")
+        return completed
+
+    def _after_commit(self, reports: _Reports, handed: list[tuple[Slot, Assignment]], completed: list[str]) -> None:
+        """What may only happen once the pass is committed: replace lost slots, send the chunks handed out
+        (a worker must never report on an attempt the database does not have yet), run completion hooks."""
         for slot, why, _died in reports.lost:
             log.warning("worker %s lost: %s", slot.name, why)
             self.pool.replace(slot)
+        for slot, assignment in handed:
+            slot.render_ref = slot.actor.render.remote(assignment)
+            slot.poll_sent_at = self.clock.monotonic()  # a chunk's first poll after one interval, not at once
+            self._jobs_seen.setdefault(slot.name, set()).add(assignment.job_id)
         for job_id in completed:
             if self.on_job_completed is not None:
                 try:
                     self.on_job_completed(job_id)  # after the commit, so what it reads is there
                 except Exception:
                     log.exception("job %s: the on-completion hook failed", job_id)
-        return True
 
     @staticmethod
     def _count(reports: _Reports) -> int:
@@ -238,34 +254,31 @@ class Dispatcher:
             + [_Reports([], [], [lost]) for lost in reports.lost]
         )
 
-    def _lock_jobs(self, s: Session, reports: _Reports) -> None:
-        """Hold the rows of the jobs this pass changes (their counters move): other processes' writes to them
-        wait for this transaction, and this one reads them current."""
-        job_ids = sorted(
-            {slot.job_id for slot, _ in reports.polls if slot.job_id}
-            | {slot.job_id for slot, _ in reports.ended if slot.job_id}
-            | {slot.job_id for slot, _, _ in reports.lost if slot.job_id}
-        )
-        if not job_ids:
-            return
-        if is_postgresql(s.get_bind()):
-            list(s.scalars(select(Job).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()))
-        else:
-            take_sqlite_write_lock(s, job_ids[0])
-
-    def _apply_all(self, s: Session, reports: _Reports) -> list[str]:
+    def _apply_all(self, s: Session, reports: _Reports) -> tuple[list[str], bool]:
+        """Apply reports; returns the jobs that completed and whether any job ended (requests may follow)."""
         now, mono = self.clock.now(), self.clock.monotonic()
+        task_ids = {facts.task_id for _, facts in reports.ended}
+        task_ids |= {slot.task_id for slot, _ in reports.polls if slot.task_id}
+        task_ids |= {slot.task_id for slot, _, _ in reports.lost if slot.task_id}
+        # Hold the rows this pass changes (their counters move) and read them in a few queries.
+        attempts.preload(s, task_ids, lock_jobs=is_postgresql(s.get_bind()))
+        finishing = {slot.name for slot, _ in reports.ended}
         for slot, report in reports.polls:
-            self._apply_poll(s, slot, report, mono)
-        completed = []
+            # The facts of an attempt that ended in this pass carry its frames: its last poll adds nothing.
+            if slot.name not in finishing:
+                self._apply_poll(s, slot, report, mono)
+        completed: list[str] = []
+        ended = False
         for slot, facts in reports.ended:
             job = attempts.attempt_ended(s, facts, now, self.policy, self.store_waits, mono)
             self.fair_share.attempt_ended(slot, facts.started_at, facts.ended_at)
             if job is not None:
                 completed.append(job.id)
+            ended |= facts.outcome is not Outcome.COMPLETED or job is not None
         for slot, why, died in reports.lost:
             self._worker_lost(s, slot, why, died)
-        return completed
+            ended = True
+        return completed, ended
 
     def _apply_poll(self, s: Session, slot: Slot, report: PollReport, mono: float) -> None:
         slot.last_beat = report.beat
@@ -275,15 +288,19 @@ class Dispatcher:
         if mine:
             # The worker measures the lease's age on its own clock; no wall clocks are compared across nodes.
             slot.lease_renewed = max(slot.lease_renewed, mono - report.lease_age)
-        if not mine and not report.events:
-            return
+        # Frames of an earlier attempt on this slot arrived with that attempt's facts already.
+        events = [ev for ev in report.events if ev.task_id == slot.task_id and ev.attempt == slot.attempt]
+        if not events and not (mine and (report.log or not slot.running)):
+            return  # nothing new: no database work
         task = s.get(Task, slot.task_id)
         if task is None:
             return
         now = self.clock.now()
-        if mine and task.status == TaskStatus.DISPATCHED:
-            set_task_status(task, TaskStatus.RUNNING, now, f"on {slot.name}")
-        attempts.record_frames(s, task, slot.attempt, report.events, now)
+        if mine and not slot.running:
+            slot.running = True
+            if task.status == TaskStatus.DISPATCHED:
+                set_task_status(task, TaskStatus.RUNNING, now, f"on {slot.name}")
+        attempts.record_frames(s, task, slot.attempt, events, now)
         if mine and report.log:
             # Blender's output so far: the monitor and `farm logs` show it before the attempt ends.
             attempt = s.scalar(
@@ -342,31 +359,30 @@ class Dispatcher:
                 slot.poll_sent_at = now
 
     # ---- requests -----------------------------------------------------------------------------------------
-    def _carry_out_requests(self) -> bool:
+    def _carry_out_requests(self, s: Session) -> bool:
         """Stop the running chunks of jobs being canceled, paused with ``--now``, or already over (a failed
         chunk failed the job); settle such jobs that hold no slot any more."""
         busy = [slot for slot in self.pool.slots if slot.task_id is not None]
         busy_jobs = {slot.job_id for slot in busy}
         happened = False
-        with self.db.session() as s:
-            stopping = list(
-                s.scalars(
-                    select(Job).where(
-                        Job.status.in_([JobStatus.CANCEL_REQUESTED, JobStatus.PAUSE_REQUESTED])
-                        | (Job.id.in_(busy_jobs) & Job.status.in_(list(JOB_TERMINAL)))
-                    )
+        stopping = list(
+            s.scalars(
+                select(Job).where(
+                    Job.status.in_([JobStatus.CANCEL_REQUESTED, JobStatus.PAUSE_REQUESTED])
+                    | (Job.id.in_(busy_jobs) & Job.status.in_(list(JOB_TERMINAL)))
                 )
             )
-            for job in stopping:
-                holding = [slot for slot in busy if slot.job_id == job.id]
-                plain_pause = job.status == JobStatus.PAUSE_REQUESTED and not job.pause_now
-                for slot in [] if plain_pause else holding:  # a plain pause lets running chunks finish
-                    if not slot.cancel_sent and slot.task_id is not None:
-                        slot.actor.cancel.remote(slot.task_id)
-                        slot.cancel_sent = True
-                        happened = True
-                if not holding:
-                    happened |= control.settle_unheld(s, job, self.clock.now())
+        )
+        for job in stopping:
+            holding = [slot for slot in busy if slot.job_id == job.id]
+            plain_pause = job.status == JobStatus.PAUSE_REQUESTED and not job.pause_now
+            for slot in [] if plain_pause else holding:  # a plain pause lets running chunks finish
+                if not slot.cancel_sent and slot.task_id is not None:
+                    slot.actor.cancel.remote(slot.task_id)
+                    slot.cancel_sent = True
+                    happened = True
+            if not holding:
+                happened |= control.settle_unheld(s, job, self.clock.now())
         return happened
 
     # ---- leases, nodes, reasons ---------------------------------------------------------------------------
@@ -448,39 +464,35 @@ class Dispatcher:
                     job.status_reason = ""
 
     # ---- dispatch -----------------------------------------------------------------------------------------
-    def _dispatch(self) -> bool:
+    def _dispatch(self, s: Session) -> list[tuple[Slot, Assignment]]:
+        """Hand runnable chunks to idle slots (fair share, placement, claims); the caller sends them."""
         idle = self.pool.idle()
         if not idle:
-            return False
+            return []
         now, mono = self.clock.now(), self.clock.monotonic()
         ready = [slot for slot in self.pool.slots if slot.ready]
         handed: list[tuple[Slot, Assignment]] = []
         blocked: dict[str, set[str]] = {}
-        with self.db.session() as s:
-            # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
-            rows = self.fair_share.round(s, self.pool.slots, idle, now)
-            for task, job in rows:
-                if self.store_waits.blocked(task.id, mono):
-                    continue  # waiting out a store outage
-                if job.id not in blocked:
-                    blocked[job.id] = blocklist.blocked_nodes(s, job.id)
-                needs = placement.Needs(bool(job.settings.get("gpu")), bool(job.settings.get("allow_cpu_fallback")))
-                failed_on = self._failed_on(s, task) if task.failures else set()
-                slot = placement.pick_slot(idle, ready, needs, blocked[job.id], failed_on)
-                if slot is None:
-                    continue
-                if not claims.claim(s, job, task):  # PostgreSQL: locked or taken by another process meanwhile
-                    continue
-                idle.remove(slot)
-                rows.taken(job, slot)
-                handed.append((slot, self._assign(s, slot, job, task, now)))
-                if not idle:
-                    break
-        for slot, assignment in handed:
-            slot.render_ref = slot.actor.render.remote(assignment)
-            slot.poll_sent_at = float("-inf")
-            self._jobs_seen.setdefault(slot.name, set()).add(assignment.job_id)
-        return bool(handed)
+        # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
+        rows = self.fair_share.round(s, self.pool.slots, idle, now)
+        for task, job in rows:
+            if self.store_waits.blocked(task.id, mono):
+                continue  # waiting out a store outage
+            if job.id not in blocked:
+                blocked[job.id] = blocklist.blocked_nodes(s, job.id)
+            needs = placement.Needs(bool(job.settings.get("gpu")), bool(job.settings.get("allow_cpu_fallback")))
+            failed_on = self._failed_on(s, task) if task.failures else set()
+            slot = placement.pick_slot(idle, ready, needs, blocked[job.id], failed_on)
+            if slot is None:
+                continue
+            if not claims.claim(s, job, task):  # PostgreSQL: locked or taken by another process meanwhile
+                continue
+            idle.remove(slot)
+            rows.taken(job, slot)
+            handed.append((slot, self._assign(s, slot, job, task, now)))
+            if not idle:
+                break
+        return handed
 
     @staticmethod
     def _failed_on(s: Session, task: Task) -> set[str]:

@@ -200,7 +200,7 @@ class FairShare:
 
     def round(self, session: Session, slots: Sequence[Slot], idle: Sequence[Slot], now: datetime) -> DispatchRound:
         """Everything one dispatch round needs, read in the dispatcher's session."""
-        per_company = len(idle) * 4 + 16
+        per_company = len(idle) * 2 + 4
         # Jobs first (few rows, by their counters), then each job's first runnable chunks by index: the cost does
         # not grow with the number of chunks a job has.
         jobs = list(

@@ -48,6 +48,7 @@ class Slot:
     lease_for: tuple[str, int] | None = None  # the (task, attempt) the lease belongs to
     kill_reason: str = ""  # set when the scheduler stops the attempt as a failure (lease expired)
     kill_sent_at: float = 0.0
+    running: bool = False  # its chunk is marked running (the first poll of the attempt said so)
 
     @property
     def idle(self) -> bool:
@@ -63,6 +64,7 @@ class Slot:
         self.cancel_sent = False
         self.kill_reason = ""
         self.kill_sent_at = 0.0
+        self.running = False
 
 
 class WorkerPool:

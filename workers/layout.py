@@ -73,6 +73,7 @@ class JobFolder:
         """Make the input folder hold exactly the manifest's bytes (first chunk: the whole layout; later chunks:
         only what is missing or no longer matches its stamp)."""
         self.input.mkdir(parents=True, exist_ok=True)
+        copied = False
         for rel, entry in manifest.items():
             dest = self.input / rel
             stamp = self._stamps.get(rel)
@@ -83,7 +84,9 @@ class JobFolder:
                 pass
             self._copy_in(cache, store, company, str(entry["sha256"]), dest)
             self._stamps[rel] = Stamp.of(dest)
-        cache.evict()
+            copied = True
+        if copied:  # disk use only grew if something was copied in
+            cache.evict()
 
     @staticmethod
     def _copy_in(cache: BlobCache, store: ObjectStore, company: str, sha: str, dest: Path) -> None:

@@ -120,6 +120,8 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "index"),
         Index("ix_tasks_status_job", "status", "job_id"),
+        # A job's runnable chunks in order (the dispatcher's candidates), without sorting all of its chunks.
+        Index("ix_tasks_job_status_index", "job_id", "status", "index"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)

@@ -55,6 +55,45 @@ class Policy:
     blocklist_after: int = blocklist.DEFAULT_THRESHOLD
 
 
+_PRELOADED = "farm.lifecycle.preloaded"
+
+
+@dataclass
+class _Preloaded:
+    attempts: dict[tuple[str, int], TaskAttempt]
+    frames: dict[tuple[str, int], Frame | None]
+    rows: list[object]  # the session's identity map holds rows weakly: these stay loaded for the batch
+
+
+def preload(s: Session, task_ids: Iterable[str], lock_jobs: bool = False) -> None:
+    """Read the rows a batch of reports on ``task_ids`` will touch in a fixed number of queries (tasks, jobs,
+    attempts, frames), so applying each report asks the database nothing more; ``lock_jobs``: ``FOR UPDATE``
+    on the jobs (PostgreSQL)."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return
+    tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+    job_ids = sorted({task.job_id for task in tasks})
+    query = select(Job).where(Job.id.in_(job_ids)).order_by(Job.id)
+    jobs = list(s.scalars(query.with_for_update() if lock_jobs else query))
+    attempts = {(a.task_id, a.number): a for a in s.scalars(select(TaskAttempt).where(TaskAttempt.task_id.in_(ids)))}
+    wanted = {(task.job_id, frame) for task in tasks for frame in task.frames}
+    frames: dict[tuple[str, int], Frame | None] = dict.fromkeys(wanted)
+    for row in s.scalars(
+        select(Frame).where(Frame.job_id.in_(job_ids), Frame.frame.in_(sorted({f for _, f in wanted})))
+    ):
+        if (row.job_id, row.frame) in frames:
+            frames[(row.job_id, row.frame)] = row
+    s.info[_PRELOADED] = _Preloaded(attempts, frames, [*tasks, *jobs])
+
+
+def _frame(s: Session, job_id: str, frame: int) -> Frame | None:
+    loaded: _Preloaded | None = s.info.get(_PRELOADED)
+    if loaded is not None and (job_id, frame) in loaded.frames:
+        return loaded.frames[(job_id, frame)]
+    return s.get(Frame, (job_id, frame))
+
+
 def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredFrame], now: datetime) -> int:
     """Record frames the attempt stored; returns how many. Only this attempt's frames of this chunk count; a
     frame row never moves from one chunk to another."""
@@ -71,13 +110,16 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
                 ev.frame,
             )
             continue
-        row = s.get(Frame, (task.job_id, ev.frame))
+        row = _frame(s, task.job_id, ev.frame)
         if row is None:
             job = s.get(Job, task.job_id)
             if job is not None:
                 job.frames_done += 1
             row = Frame(job_id=task.job_id, frame=ev.frame, task_id=task.id)
             s.add(row)
+            loaded: _Preloaded | None = s.info.get(_PRELOADED)
+            if loaded is not None:
+                loaded.frames[(task.job_id, ev.frame)] = row
         elif row.task_id != task.id:
             log.error(
                 "job %s frame %d belongs to task %s, not %s: refused", task.job_id, ev.frame, row.task_id, task.id
@@ -91,17 +133,18 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
 
 def missing_frames(s: Session, task: Task) -> list[int]:
     """Frames of the chunk with no stored file (size and sha256) recorded for it."""
-    stored = set(
-        s.scalars(
-            select(Frame.frame).where(
-                Frame.job_id == task.job_id, Frame.frame.in_(task.frames), Frame.task_id == task.id, Frame.sha256 != ""
-            )
-        )
-    )
-    return sorted(set(task.frames) - stored)
+    missing = []
+    for frame in task.frames:
+        row = _frame(s, task.job_id, frame)
+        if row is None or row.task_id != task.id or not row.sha256:
+            missing.append(frame)
+    return missing
 
 
 def _attempt_row(s: Session, task_id: str, number: int) -> TaskAttempt | None:
+    loaded: _Preloaded | None = s.info.get(_PRELOADED)
+    if loaded is not None and (task_id, number) in loaded.attempts:
+        return loaded.attempts[(task_id, number)]
     return s.scalar(select(TaskAttempt).where(TaskAttempt.task_id == task_id, TaskAttempt.number == number))
 
 

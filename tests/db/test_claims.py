@@ -104,7 +104,9 @@ def test_two_concurrent_claimers_never_hand_out_the_same_task(pg_db):
             barrier.wait()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                dispatcher._dispatch()
+                with db.session() as s:  # one dispatch pass: its own transaction, as in the loop
+                    claims.hold_sqlite(s)
+                    dispatcher._dispatch(s)
                 busy = [slot for slot in dispatcher.pool.slots if slot.task_id is not None]
                 with lock:
                     handed.update(slot.task_id for slot in busy)

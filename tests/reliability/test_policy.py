@@ -399,7 +399,8 @@ def test_pause_now_stops_running_chunks_and_a_plain_pause_does_not(db, dispatche
             control.request_pause(s, job, NOW, stop_running=now)
             assert job.status == "pause-requested"
     dispatcher.pool.slots = slots
-    dispatcher._carry_out_requests()
+    with db.session() as s:
+        dispatcher._carry_out_requests(s)
     assert slots[0].actor.cancel.calls == [] and slots[1].actor.cancel.calls == [(f"{hard}-t0",)]
     finish(db, dispatcher, f"{hard}-t0", "canceled")
     job, tasks = state(db, hard)
@@ -420,7 +421,8 @@ def test_a_pause_recorded_after_the_last_running_chunk_settled_is_still_carried_
         job = s.get(Job, job_id)
         job.status = JobStatus.PAUSE_REQUESTED.value  # what request_pause wrote, having seen t0 in flight
     dispatcher.pool.slots = []
-    dispatcher._carry_out_requests()
+    with db.session() as s:
+        dispatcher._carry_out_requests(s)
     job, tasks = state(db, job_id)
     assert job.status == "paused" and [t.status for t in tasks] == ["completed", "paused"]
 

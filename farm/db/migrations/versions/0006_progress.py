@@ -1,4 +1,5 @@
-"""progress: per-job task counters and frames done, kept up to date instead of recounted; index on frames.task_id
+"""progress: per-job task counters and frames done, kept up to date instead of recounted; an index for a job's
+runnable chunks in order
 
 Revision ID: 0006_progress
 Revises: 0005_integrity
@@ -34,9 +35,11 @@ def upgrade() -> None:
         where = "" if statuses is None else " AND tasks.status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")"
         op.execute(f"UPDATE jobs SET {name} = (SELECT count(*) FROM tasks WHERE tasks.job_id = jobs.id{where})")  # noqa: S608
     op.execute("UPDATE jobs SET frames_done = (SELECT count(*) FROM frames WHERE frames.job_id = jobs.id)")
+    op.create_index("ix_tasks_job_status_index", "tasks", ["job_id", "status", "index"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tasks_job_status_index", table_name="tasks")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         for name in ("frames_done", *reversed(list(COUNTERS))):
             batch_op.drop_column(name)
