@@ -245,3 +245,15 @@ def test_a_deleted_stored_input_fails_the_chunk_with_what_to_do(farm, client, sa
     [attempt] = client.tasks(job_id).tasks[0].attempts
     assert attempt.fault == "scene" and "missing from the store" in attempt.reason and "submit" in attempt.reason
     assert client.blocklist(job_id).nodes == []
+
+
+def test_a_finished_jobs_folder_is_removed_from_its_worker(farm, client, sample_blend):
+    """Disk is bounded: once a job ends, the slot that rendered it removes its job folder (inputs and outputs)."""
+    job = client.submit(sample_blend, "1-2", name="folder-goes").job
+    done = wait_job(client, job.id)
+    assert done.status.value == "completed", done.status_reason
+    folders = farm.data_dir / "work"
+    deadline = time.monotonic() + 30  # the scheduler tells the workers every few seconds
+    while list(folders.glob(f"*/jobs/{job.id}")):
+        assert time.monotonic() < deadline, f"the folder of {job.id} is still there"
+        time.sleep(0.2)
