@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from farm.cli import output as out
-from farm.client import ClientError
 from farm.client.admin import AdminClient
 from farm.contract import FsckReport
 
@@ -78,12 +77,6 @@ def register(admin_app: typer.Typer) -> None:
     ) -> None:
         """Check that every row has its object and every blob object its row (platform admins)."""
         with AdminClient() as client:
-            try:
-                report = client.fsck(repair=repair, grace_minutes=grace_minutes)
-            except ClientError as exc:
-                out.error(exc.detail)
-                raise typer.Exit(2 if exc.status == 0 else 1) from exc
-        if as_json:
-            out.emit_json(report.model_dump(mode="json"))
-            return
-        _show(report)
+            report = out.admin_report(lambda: client.fsck(repair=repair, grace_minutes=grace_minutes), as_json)
+        if report is not None:
+            _show(report)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from farm.cli import output as out
-from farm.client import ClientError, FarmClient
+from farm.client import FarmClient
 
 
 def register(admin_app: typer.Typer) -> None:
@@ -23,13 +23,8 @@ def register(admin_app: typer.Typer) -> None:
     ) -> None:
         """Delete blobs that no job within the retention references (platform admins)."""
         with FarmClient() as client:
-            try:
-                report = client.gc(apply=apply, retention_days=retention_days)
-            except ClientError as exc:
-                out.error(exc.detail)
-                raise typer.Exit(2 if exc.status == 0 else 1) from exc
-        if as_json:
-            out.emit_json(report.model_dump(mode="json"))
+            report = out.admin_report(lambda: client.gc(apply=apply, retention_days=retention_days), as_json)
+        if report is None:
             return
         verb = "deleted" if report.applied else "would delete"
         for name in report.blobs:

@@ -6,7 +6,6 @@ by the test, as the scheduler would leave them, so no render has to fail first.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from farm.runtime.bootstrap import bootstrap
 from farm.runtime.embedded import free_port
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
-from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, shoot
+from tests.web.test_browser import shoot
 from tests.web.test_monitor import Monitor
 from web.app import create_app
 from web.deps import AppContext
@@ -62,21 +61,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
         uv.should_exit = True
         thread.join(timeout=15)
         db.dispose()
-
-
-@pytest.fixture()
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def block(server: Server, job_id: str, node: str) -> None:

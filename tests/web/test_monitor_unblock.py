@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from farm.clock import SystemClock
 from farm.contract import Role
-from farm.db.engine import Database
 from farm.db.models import BlocklistEntry, Job
-from farm.runtime.bootstrap import bootstrap
 from farm.services.auth import Principal, resolve_token
-from farm.settings import ServerSettings
-from storage.local import LocalDirStore
 from tests.web.test_monitor import Monitor, csrf_of
-from web.app import create_app
-from web.deps import AppContext
 from web.monitor import actions
 
 CRASH = "Blender exited with -11 (SIGSEGV) on frame 3"
-
-
-@pytest.fixture()
-def mon(tmp_path: Path) -> Iterator[Monitor]:
-    settings = ServerSettings(data_dir=tmp_path, port=0)
-    db = Database(settings.db_url)
-    db.migrate()
-    admin = bootstrap(db, SystemClock(), tmp_path)
-    store = LocalDirStore(tmp_path / "objects")
-    ctx = AppContext(settings=settings, db=db, store=store, clock=SystemClock())
-    with TestClient(create_app(ctx), base_url="http://127.0.0.1") as http:
-        yield Monitor(http, db, store, admin)
-    db.dispose()
 
 
 def block(mon: Monitor, job_id: str, node: str, failures: int = 3, blocked: bool = True, reason: str = CRASH) -> None:
