@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -54,6 +55,28 @@ def check_relative_path(path: str) -> str:
     if any(p in ("..", ".") for p in parts) or "//" in path:
         raise ValueError(f"manifest path {path!r} must not contain '..', '.' or empty parts")
     return path
+
+
+class JobSettings(BaseModel):
+    """How a job renders and what the farm may do with it, as stored with the job (``Job.settings``). Every
+    reader goes through this model, so defaults live here once (rows written before a field existed get them)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    output_format: OutputFormat = OutputFormat.PNG
+    resolution: str | None = None
+    samples: int | None = None
+    gpu: bool = False
+    allow_cpu_fallback: bool = True
+    max_attempts: int = 3
+    preview: bool = True
+    on_chunk_failure: ChunkFailurePolicy = ChunkFailurePolicy.CONTINUE
+    allow_missing: bool = False
+
+    @classmethod
+    def of(cls, stored: Mapping[str, object]) -> JobSettings:
+        """The settings of a job row."""
+        return cls.model_validate(stored)
 
 
 class JobCreate(Strict):

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.clock import Clock
+from farm.contract import JobSettings
 from farm.db.engine import Database, is_postgresql
 from farm.db.models import Job, Task, TaskAttempt
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport
@@ -453,7 +454,7 @@ class Dispatcher:
                     select(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.ACTIVE]), Job.tasks_runnable > 0)
                 )
             ):
-                needs = placement.Needs(bool(job.settings.get("gpu")), bool(job.settings.get("allow_cpu_fallback")))
+                needs = placement.Needs.of(JobSettings.of(job.settings))
                 reason = placement.why_waiting(ready, needs, blocklist.blocked_nodes(s, job.id), job.id)
                 if reason.startswith(NO_NODE_LEFT):
                     attempts.fail_unplaceable(s, job, reason, self.clock.now())
@@ -480,7 +481,7 @@ class Dispatcher:
                 continue  # waiting out a store outage
             if job.id not in blocked:
                 blocked[job.id] = blocklist.blocked_nodes(s, job.id)
-            needs = placement.Needs(bool(job.settings.get("gpu")), bool(job.settings.get("allow_cpu_fallback")))
+            needs = placement.Needs.of(JobSettings.of(job.settings))
             failed_on = self._failed_on(s, task) if task.failures else set()
             slot = placement.pick_slot(idle, ready, needs, blocked[job.id], failed_on)
             if slot is None:

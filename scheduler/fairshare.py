@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.clock import utc
+from farm.contract import JobSettings
 from farm.db.models import Company, Job, Task, TaskAttempt
 from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 from farm.metering import quota
@@ -81,7 +82,7 @@ class DispatchRound:
         self.running = running if running is not None else {}
 
     def _pool(self, job: Job) -> str:
-        return "gpu" if job.settings.get("gpu") and self.gpu_slots_exist else "cpu"
+        return "gpu" if JobSettings.of(job.settings).gpu and self.gpu_slots_exist else "cpu"
 
     def _key(self, st: CompanyState) -> tuple[float, float, float, str]:
         task, job = st.candidates[0]

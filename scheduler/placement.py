@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from farm.contract import JobSettings
 from farm.lifecycle.blocklist import NO_NODE_LEFT
 
 WAITING = "waiting: "
@@ -38,6 +39,10 @@ class Needs:
 
     gpu: bool
     allow_cpu_fallback: bool
+
+    @classmethod
+    def of(cls, settings: JobSettings) -> Needs:
+        return cls(settings.gpu, settings.allow_cpu_fallback)
 
     def fits(self, slot: SlotLike, gpu_slots_exist: bool) -> bool:
         """Whether the slot's kind suits the job (ignoring blocklists)."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from farm.contract import ChunkFailurePolicy, JobSettings
 from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
 from farm.domain.frames import format_frames
@@ -252,7 +253,7 @@ def settle_attempt(
         fault,
         reason,
         failures_before=task.failures,
-        max_attempts=int(str(job.settings.get("max_attempts", 3))),
+        max_attempts=JobSettings.of(job.settings).max_attempts,
         missing_frames=missing_frames(s, task) if outcome is Outcome.COMPLETED else [],
         storage_waits=count,
     )
@@ -293,7 +294,8 @@ def _apply(
             attempt=attempt.number if attempt is not None else None,
         )
     set_task_status(task, verdict.task, now, verdict.reason, job)
-    if verdict.task is TaskStatus.FAILED and job.settings.get("on_chunk_failure") == "fail-job":
+    fail_the_job = JobSettings.of(job.settings).on_chunk_failure is ChunkFailurePolicy.FAIL_JOB
+    if verdict.task is TaskStatus.FAILED and fail_the_job:
         fail_job(s, job, task, verdict.cause or verdict.reason, now)
     if JobStatus(job.status) not in JOB_TERMINAL and job.tasks_failed > 0:
         # A job with a failed chunk can only end failed: settle it here, where the reason is known.

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from farm.contract import JobSettings
 from farm.db.engine import Database
 from farm.db.models import Frame, Job
 from storage.base import ObjectStore, output_key
@@ -110,7 +111,7 @@ class PreviewMaker:
         """Start the preview of ``job_id`` in a Ray task unless the job asked for none."""
         with self.db.session() as s:
             job = s.get(Job, job_id)
-            if job is None or not bool(job.settings.get("preview", True)):
+            if job is None or not JobSettings.of(job.settings).preview:
                 return
             company_id = job.company_id
             keys = list(s.scalars(select(Frame.key).where(Frame.job_id == job_id).order_by(Frame.frame)))

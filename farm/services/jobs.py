@@ -9,7 +9,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from farm.clock import new_id, utc
-from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, OutputFormat, TaskOut
+from farm.contract import AttemptOut, FrameOut, JobCreate, JobOut, JobSettings, TaskOut
 from farm.db.engine import take_sqlite_write_lock
 from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
 from farm.domain.frames import chunk_frames, format_frames, parse_frames
@@ -41,17 +41,17 @@ def create_job(session: Session, who: Principal, spec: JobCreate, now: datetime)
         chunk_size=spec.chunk_size,
         blend_file=spec.blend_file,
         manifest={path: entry.model_dump() for path, entry in spec.manifest.items()},
-        settings={
-            "output_format": spec.output_format.value,
-            "resolution": spec.resolution,
-            "samples": spec.samples,
-            "gpu": spec.gpu,
-            "allow_cpu_fallback": spec.allow_cpu_fallback,
-            "max_attempts": spec.max_attempts,
-            "preview": spec.preview,
-            "on_chunk_failure": spec.on_chunk_failure.value,
-            "allow_missing": spec.allow_missing,
-        },
+        settings=JobSettings(
+            output_format=spec.output_format,
+            resolution=spec.resolution,
+            samples=spec.samples,
+            gpu=spec.gpu,
+            allow_cpu_fallback=spec.allow_cpu_fallback,
+            max_attempts=spec.max_attempts,
+            preview=spec.preview,
+            on_chunk_failure=spec.on_chunk_failure,
+            allow_missing=spec.allow_missing,
+        ).model_dump(mode="json"),
         frames_total=len(frames),
         created_at=now,
         tasks_total=len(chunks),
@@ -122,40 +122,34 @@ def jobs_out(session: Session, jobs: list[Job]) -> list[JobOut]:
             select(Company.id, Company.name).where(Company.id.in_({job.company_id for job in jobs}))
         )
     }
-    return [
-        JobOut(
-            id=job.id,
-            name=job.name,
-            company=names.get(job.company_id, ""),
-            status=JobStatus(job.status),
-            priority=job.priority,
-            frames=job.frames,
-            chunk_size=job.chunk_size,
-            output_format=OutputFormat(str(job.settings.get("output_format", "PNG"))),
-            resolution=_opt_str(job.settings.get("resolution")),
-            samples=_opt_int(job.settings.get("samples")),
-            gpu=bool(job.settings.get("gpu", False)),
-            frames_total=job.frames_total,
-            frames_done=job.frames_done,
-            tasks_total=job.tasks_total,
-            tasks_done=job.tasks_completed,
-            status_reason=job.status_reason,
-            created_at=utc(job.created_at),
-            started_at=utc(job.started_at) if job.started_at else None,
-            finished_at=utc(job.finished_at) if job.finished_at else None,
-            warning=job.warning,
-            actions=[action.value for action in available(JobStatus(job.status))],
-        )
-        for job in jobs
-    ]
+    return [_job_out(job, names) for job in jobs]
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(str(value))
+def _job_out(job: Job, names: dict[str, str]) -> JobOut:
+    settings = JobSettings.of(job.settings)
+    return JobOut(
+        id=job.id,
+        name=job.name,
+        company=names.get(job.company_id, ""),
+        status=JobStatus(job.status),
+        priority=job.priority,
+        frames=job.frames,
+        chunk_size=job.chunk_size,
+        output_format=settings.output_format,
+        resolution=settings.resolution,
+        samples=settings.samples,
+        gpu=settings.gpu,
+        frames_total=job.frames_total,
+        frames_done=job.frames_done,
+        tasks_total=job.tasks_total,
+        tasks_done=job.tasks_completed,
+        status_reason=job.status_reason,
+        created_at=utc(job.created_at),
+        started_at=utc(job.started_at) if job.started_at else None,
+        finished_at=utc(job.finished_at) if job.finished_at else None,
+        warning=job.warning,
+        actions=[action.value for action in available(JobStatus(job.status))],
+    )
 
 
 def tasks_out(session: Session, job: Job) -> list[TaskOut]:
