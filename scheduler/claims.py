@@ -7,7 +7,9 @@ never in between. A row someone else holds is skipped rather than waited for, so
 API request and two claimers can never deadlock; a skipped chunk is simply offered again on the next pass. A task
 already dispatched, or a job canceled meanwhile, fails the re-check and is skipped too.
 
-On SQLite (one writer at a time) the claim takes the write lock before it re-reads the job and the task.
+On SQLite (one writer at a time) a dispatch pass holds the write lock: taken before it reads when it applies
+reports anyway, else at its first claim, which makes every row read so far be read again; after that no other
+process can change what the pass decides on until it commits.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from farm.db.engine import is_postgresql, take_sqlite_write_lock
+from farm.db.engine import is_postgresql
 from farm.db.models import Job, Task
 from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
 
@@ -33,25 +35,15 @@ def hold_sqlite(session: Session) -> bool:
 
 def claim(session: Session, job: Job, task: Task) -> bool:
     """True when ``task`` of ``job`` may be dispatched now; both objects are refreshed from the locked rows."""
+    if not is_postgresql(session.get_bind()) and not session.info.get("sqlite_write_lock"):
+        # The candidates were read before this session wrote anything: take the lock now and let every row read
+        # so far be read again on its next use (a pause or cancel the API committed meanwhile is seen).
+        session.flush()  # what the session changed so far is kept, not expired
+        hold_sqlite(session)
+        session.expire_all()
     if session.info.get("sqlite_write_lock"):
         # Read after the session took SQLite's write lock (``hold_sqlite``): the rows are current.
         return job.status in JOB_DISPATCHABLE and task.status in TASK_RUNNABLE
-    if not is_postgresql(session.get_bind()):
-        # SQLite: hold the one write lock, then re-read: a pause or cancel the API committed since the
-        # candidates were read is seen here, and none can land until this claim commits.
-        take_sqlite_write_lock(session, job.id)
-        fresh_job = session.scalar(
-            select(Job).where(Job.id == job.id).execution_options(populate_existing=True)
-        )
-        fresh_task = session.scalar(
-            select(Task).where(Task.id == task.id).execution_options(populate_existing=True)
-        )
-        return (
-            fresh_job is not None
-            and fresh_task is not None
-            and fresh_job.status in {s.value for s in JOB_DISPATCHABLE}
-            and fresh_task.status in {s.value for s in TASK_RUNNABLE}
-        )
     locked_job = session.scalar(
         select(Job)
         .where(Job.id == job.id, Job.status.in_([s.value for s in JOB_DISPATCHABLE]))

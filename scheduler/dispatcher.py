@@ -146,9 +146,12 @@ class Dispatcher:
         requests_due = poked or mono - self._requests_at >= self.config.requests_interval_s
         handed: list[tuple[Slot, Assignment]] = []
         completed: list[str] = []
+        if not (reports or requests_due or self.pool.idle()):
+            return self._tail(happened)  # a render is under way and nothing arrived: no database work
         try:
             with self.db.session() as s:
-                claims.hold_sqlite(s)  # PostgreSQL: the jobs' rows are locked by the preload instead
+                if reports:  # SQLite: writing anyway, so hold the lock now (PostgreSQL: the preload locks rows)
+                    claims.hold_sqlite(s)
                 completed, ended = self._apply_all(s, reports)
                 for slot, _facts in reports.ended:
                     slot.release()  # free for this pass's dispatch
@@ -163,6 +166,9 @@ class Dispatcher:
                 slot.release()
         happened |= bool(reports) or bool(handed)
         self._after_commit(reports, handed, completed)
+        return self._tail(happened)
+
+    def _tail(self, happened: bool) -> bool:
         self._explain_waiting()
         self._prune_job_folders()
         self._send_polls()
