@@ -11,19 +11,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from farm.clock import SystemClock
-from farm.db.engine import Database
-from farm.settings import ServerSettings
-from storage.factory import make_store, store_config
-from web.app import create_app
-from web.deps import AppContext
-from web.metrics import CountingStore
-
 
 def create_app_from_env() -> FastAPI:
-    """The API app wired from the environment (``uvicorn --factory``)."""
-    settings = ServerSettings()
-    db = Database(settings.db_url)
-    db.migrate()
-    store = CountingStore(make_store(store_config(settings)))
-    return create_app(AppContext(settings=settings, db=db, store=store, clock=SystemClock()))
+    """The API app wired from the environment (``uvicorn --factory``): ``farm.runtime.api.app_from_env``."""
+    from farm.runtime.api import app_from_env
+
+    return app_from_env()

@@ -16,6 +16,7 @@ from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.media.preview import PreviewMaker
 from farm.metering.storage_usage import StorageSampler
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap, offer_to_cli
 from farm.runtime.scheduler import dispatch_config
 from farm.settings import ServerSettings
@@ -26,8 +27,6 @@ from scheduler.pool import WorkerPool
 from storage.base import ObjectStore
 from storage.factory import make_store, store_config
 from web import metrics
-from web.app import create_app
-from web.deps import AppContext
 from web.monitor.workers import pool_snapshot
 from workers.actor import WorkerConfig
 
@@ -113,17 +112,6 @@ class EmbeddedFarm:
         )
         self.dispatcher.recover()
 
-    def app_context(self) -> AppContext:
-        assert self.store is not None
-        dispatcher = self.dispatcher
-        return AppContext(
-            settings=self.settings,
-            db=self.db,
-            store=metrics.CountingStore(self.store),  # farm_storage_errors_total
-            clock=self.clock,
-            notify=dispatcher.wake.set if dispatcher is not None else (lambda: None),
-        )
-
     def _start_scheduler(self) -> None:
         assert self.dispatcher is not None
         thread = threading.Thread(
@@ -133,7 +121,9 @@ class EmbeddedFarm:
         self._threads.append(thread)
 
     def _app(self) -> FastAPI:
-        app = create_app(self.app_context())
+        assert self.store is not None
+        notify = self.dispatcher.wake.set if self.dispatcher is not None else None
+        app = wire_app(self.settings, self.db, self.store, self.clock, notify)
         pool = self.pool
         if pool is not None:
             # Worker and node states for /metrics straight from the in-process pool (fresher than heartbeats).

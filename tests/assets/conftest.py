@@ -14,13 +14,12 @@ import uvicorn
 
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
 from farm.runtime.embedded import free_port
 from farm.settings import ServerSettings
 from storage.s3 import S3Store
 from tests.s3_server import S3ServerProcess, running_s3_server
-from web.app import create_app
-from web.deps import AppContext
 
 MAX_UPLOAD = 64 * 1024
 
@@ -50,10 +49,10 @@ def s3_api(s3_server: S3ServerProcess, tmp_path: Path) -> Iterator[Api]:
     token = bootstrap(db, SystemClock(), tmp_path)
     endpoint, access, secret = s3_server.credentials
     store = S3Store(endpoint, access, secret, f"assets-{uuid.uuid4().hex[:16]}", retries=1, backoff_s=0.05)
-    ctx = AppContext(settings=settings, db=db, store=store, clock=SystemClock())
+    app = wire_app(settings, db, store, SystemClock())
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

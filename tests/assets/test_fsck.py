@@ -30,6 +30,7 @@ from farm.clock import SystemClock
 from farm.contract import Role, TokenCreate
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
 from farm.services import fsck
 from farm.services.auth import DEFAULT_COMPANY, create_token, ensure_company
@@ -39,8 +40,6 @@ from storage.base import ObjectInfo, ObjectStore, blob_key, output_key
 from storage.local import LocalDirStore
 from storage.s3 import S3Store
 from tests.s3_server import S3ServerProcess
-from web.app import create_app
-from web.deps import AppContext
 
 GRACE = timedelta(minutes=60)
 
@@ -87,9 +86,9 @@ def make_world(tmp_path: Path, store: ObjectStore, kind: str) -> Iterator[World]
     token = bootstrap(db, SystemClock(), tmp_path)
     with db.session() as s:
         company_id = str(s.scalar(select(Company.id).where(Company.name == DEFAULT_COMPANY)))
-    ctx = AppContext(settings=settings, db=db, store=store, clock=SystemClock())
+    app = wire_app(settings, db, store, SystemClock())
     try:
-        with TestClient(create_app(ctx)) as http:
+        with TestClient(app) as http:
             http.headers["Authorization"] = f"Bearer {token}"
             yield World(http, db, store, company_id, kind, tmp_path)
     finally:

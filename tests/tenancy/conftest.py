@@ -12,12 +12,11 @@ from fastapi.testclient import TestClient
 from farm.clock import SystemClock
 from farm.contract import Role
 from farm.db.engine import Database
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
 from farm.services.auth import create_token, ensure_company
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
-from web.app import create_app
-from web.deps import AppContext
 
 
 class Api(TestClient):
@@ -43,8 +42,7 @@ def api(tmp_path) -> Iterator[Api]:
     db = Database(settings.db_url)
     db.migrate()
     token = bootstrap(db, SystemClock(), tmp_path)
-    ctx = AppContext(settings=settings, db=db, store=LocalDirStore(tmp_path / "objects"), clock=SystemClock())
-    with Api(create_app(ctx)) as http:
+    with Api(wire_app(settings, db, LocalDirStore(tmp_path / "objects"), SystemClock())) as http:
         http.db = db
         http.admin_token = token
         http.headers["Authorization"] = f"Bearer {token}"

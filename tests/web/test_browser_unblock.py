@@ -20,14 +20,13 @@ from sqlalchemy import select
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import BlocklistEntry, Job
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
 from farm.runtime.embedded import free_port
 from farm.settings import ServerSettings
 from storage.local import LocalDirStore
 from tests.web.test_browser import shoot
 from tests.web.test_monitor import Monitor
-from web.app import create_app
-from web.deps import AppContext
 
 
 @dataclass
@@ -43,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     db.migrate()
     admin = bootstrap(db, SystemClock(), tmp_path)
     store = LocalDirStore(tmp_path / "objects")
-    app = create_app(AppContext(settings=settings, db=db, store=store, clock=SystemClock()))
+    app = wire_app(settings, db, store, SystemClock())
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5

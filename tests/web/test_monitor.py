@@ -18,14 +18,13 @@ from farm.db.models import ApiToken, Frame, Job, Task
 from farm.lifecycle.transitions import recount
 from farm.media import thumbnails
 from farm.metering import ledger
+from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
 from farm.services.auth import create_token, ensure_company
 from farm.settings import ServerSettings
 from storage.base import output_key
 from storage.local import LocalDirStore
 from web import i18n
-from web.app import create_app
-from web.deps import AppContext
 from web.monitor import views
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "web" / "templates"
@@ -90,8 +89,7 @@ def mon(tmp_path):
     db.migrate()
     admin = bootstrap(db, SystemClock(), tmp_path)
     store = LocalDirStore(tmp_path / "objects")
-    ctx = AppContext(settings=settings, db=db, store=store, clock=SystemClock())
-    with TestClient(create_app(ctx), base_url="http://127.0.0.1") as http:
+    with TestClient(wire_app(settings, db, store, SystemClock()), base_url="http://127.0.0.1") as http:
         yield Monitor(http, db, store, admin)
     db.dispose()
 
