@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from farm.contract import JobSettings
+from farm.lifecycle.attempts import WAITING
 from farm.lifecycle.blocklist import NO_NODE_LEFT
-
-WAITING = "waiting: "
 
 
 class SlotLike(Protocol):
