@@ -35,7 +35,7 @@ from scheduler.pool import Slot, WorkerPool
 
 log = logging.getLogger(__name__)
 
-WAITING = placement.WAITING
+WAITING = attempts.WAITING
 NO_NODE_LEFT = blocklist.NO_NODE_LEFT
 
 
