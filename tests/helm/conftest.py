@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "render-farm"
 CI_VALUES = CHART / "ci-values.yaml"
 # KubeRay's RayCluster CRD lives in the shared data folder, beside the checkout (or inside it).
-CRD_CANDIDATES = [base / "shared" / "data" / "kuberay" / "ray.io_rayclusters.yaml" for base in (REPO, REPO.parent)]
+# The project's own copy (a user's clone has nothing beside it); see tests/helm/data/kuberay/SOURCE.md.
+CRD_CANDIDATES = [Path(__file__).resolve().parent / "data" / "kuberay" / "ray.io_rayclusters.yaml"]
 RELEASE = "farm"
 NAMESPACE = "render"
 FULLNAME = "farm-render-farm"
