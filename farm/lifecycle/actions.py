@@ -57,7 +57,7 @@ RULES: dict[Action, Rule] = {
     ),
     Action.RETRY: Rule(
         Action.RETRY,
-        acts_in=frozenset({J.FAILED, J.CANCELED, J.ACTIVE, J.PAUSED, J.QUEUED}),
+        acts_in=frozenset({J.FAILED, J.CANCELED, J.ACTIVE, J.PAUSED}),
         accepted_in=frozenset(set(J) - {J.CANCEL_REQUESTED, J.REQUEUEING}),
         refusal="retry it once it is canceled",
     ),
@@ -81,5 +81,6 @@ def check(action: Action, job_id: str, status: JobStatus) -> bool:
 
 
 def available(status: JobStatus) -> list[Action]:
-    """The actions that would change something for a job in ``status`` (buttons, `farm status`)."""
-    return [action for action, rule in RULES.items() if status in rule.acts_in]
+    """The actions that would change something for a job in ``status`` (buttons, `farm status`). Unblock names a
+    node, so it is offered where the job's blocklist is shown, not here."""
+    return [action for action, rule in RULES.items() if status in rule.acts_in and action is not Action.UNBLOCK]
