@@ -36,46 +36,36 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:2000]
 
 
-def _exists(bpy: Any, filepath: str, library: Any = None) -> bool:
-    path = bpy.path.abspath(filepath, library=library) if library is not None else bpy.path.abspath(filepath)
-    return os.path.exists(path)
-
-
 def missing_inputs(bpy: Any, job_dir: str) -> list[str]:
     """Files the open scene refers to that are not there, as Blender sees them after opening (images, linked
     libraries, sounds, fonts, movie clips, caches, volumes); paths inside the job folder are made relative."""
-    found: list[str] = []
+    found: set[str] = set()
 
-    def note(filepath: str, library: Any = None) -> None:
-        path = bpy.path.abspath(filepath, library=library) if library is not None else bpy.path.abspath(filepath)
-        path = os.path.normpath(path)
-        rel = os.path.relpath(path, job_dir)
-        found.append(path if rel.startswith("..") else rel)
+    def check(filepath: str, library: Any = None) -> None:
+        path = os.path.normpath(bpy.path.abspath(filepath, library=library))
+        if not os.path.exists(path):
+            rel = os.path.relpath(path, job_dir)
+            found.add(path if rel.startswith("..") else rel)
 
     for lib in bpy.data.libraries:
-        if lib.filepath and not _exists(bpy, lib.filepath):
-            note(lib.filepath)
+        if lib.filepath:
+            check(lib.filepath)
     for img in bpy.data.images:
         if img.source not in {"FILE", "SEQUENCE", "TILED", "MOVIE"} or img.packed_file is not None:
             continue
-        if img.filepath and not _exists(bpy, img.filepath, img.library):
-            if img.source == "TILED" and "<UDIM>" in img.filepath:
-                continue  # tiles are named per tile; Blender reports a missing tile itself
-            note(img.filepath, img.library)
+        if img.filepath and not (img.source == "TILED" and "<UDIM>" in img.filepath):  # tiles: Blender reports
+            check(img.filepath, img.library)
     for collection in (bpy.data.sounds, bpy.data.fonts, bpy.data.movieclips):
         for item in collection:
             filepath = getattr(item, "filepath", "")
-            if not filepath or filepath == "<builtin>" or getattr(item, "packed_file", None) is not None:
-                continue
-            if not _exists(bpy, filepath, item.library):
-                note(filepath, item.library)
+            if filepath and filepath != "<builtin>" and getattr(item, "packed_file", None) is None:
+                check(filepath, item.library)
     for item in (*bpy.data.cache_files, *bpy.data.volumes):
         filepath = getattr(item, "filepath", "")
-        if filepath and getattr(item, "packed_file", None) is None and not _exists(bpy, filepath, item.library):
-            if "#" in filepath or "<" in filepath:
-                continue  # a sequence: one of its files names the frame
-            note(filepath, item.library)
-    return sorted(set(found))
+        # A sequence ("#", "<frame>") names one file per frame: Blender reports those itself.
+        if filepath and getattr(item, "packed_file", None) is None and "#" not in filepath and "<" not in filepath:
+            check(filepath, item.library)
+    return sorted(found)
 
 
 class Child:

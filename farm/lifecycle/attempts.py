@@ -57,6 +57,7 @@ class Policy:
 
 
 _PRELOADED = "farm.lifecycle.preloaded"
+_IN_SLICE = 2000
 
 
 @dataclass
@@ -80,11 +81,13 @@ def preload(s: Session, task_ids: Iterable[str], lock_jobs: bool = False) -> Non
     attempts = {(a.task_id, a.number): a for a in s.scalars(select(TaskAttempt).where(TaskAttempt.task_id.in_(ids)))}
     wanted = {(task.job_id, frame) for task in tasks for frame in task.frames}
     frames: dict[tuple[str, int], Frame | None] = dict.fromkeys(wanted)
-    for row in s.scalars(
-        select(Frame).where(Frame.job_id.in_(job_ids), Frame.frame.in_(sorted({f for _, f in wanted})))
-    ):
-        if (row.job_id, row.frame) in frames:
-            frames[(row.job_id, row.frame)] = row
+    numbers = sorted({f for _, f in wanted})
+    # In slices: chunks of up to 10,000 frames on 8 slots would pass the databases' bound-parameter limits.
+    for start in range(0, len(numbers), _IN_SLICE):
+        part = numbers[start : start + _IN_SLICE]
+        for row in s.scalars(select(Frame).where(Frame.job_id.in_(job_ids), Frame.frame.in_(part))):
+            if (row.job_id, row.frame) in frames:
+                frames[(row.job_id, row.frame)] = row
     s.info[_PRELOADED] = _Preloaded(attempts, frames, [*tasks, *jobs])
 
 

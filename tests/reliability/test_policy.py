@@ -577,3 +577,4 @@ def test_a_worker_that_dies_under_a_chunk_fails_the_attempt_but_a_lost_node_does
     with db.session() as s:
         reasons = [a.reason for a in s.scalars(select(TaskAttempt).join(Task).where(Task.job_id == job_id))]
     assert any("worker process died" in r for r in reasons) and any(r.startswith("worker lost") for r in reasons)
+
