@@ -25,9 +25,12 @@ ENV PYTHONUNBUFFERED=1 \
 
 # Installed into the system interpreter (/usr/local), not a venv: KubeRay starts Ray through `bash -l`, whose
 # login profile resets PATH to the system directories, where `ray` and `farm` then are. The source is bind-mounted
-# for the build only, so it leaves no layer behind.
+# for the build only, so it leaves no layer behind. Dependencies come from the lock file, every file checked
+# against its sha256 (scripts/lock.sh refreshes it); the farm itself is then installed without resolving anything.
 RUN --mount=type=bind,target=/tmp/src,rw \
-    pip install /tmp/src
+    pip install --require-hashes --no-deps -r /tmp/src/requirements.lock \
+    && pip install --no-deps /tmp/src \
+    && pip check
 
 ENV HOME=/home/farm
 

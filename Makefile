@@ -7,11 +7,13 @@ PACKAGES := farm scheduler workers storage web
 
 .PHONY: install system-deps demo test lint typecheck unit openapi bench clean
 
-$(STAMP): pyproject.toml
+# Dependencies from the hashed lock file (scripts/lock.sh refreshes it from pyproject.toml), then the project.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (bpy 5.0.1)"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)

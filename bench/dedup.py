@@ -58,22 +58,19 @@ def serve(data_dir: Path) -> tuple[str, str]:
 
     from farm.clock import SystemClock
     from farm.db.engine import Database
+    from farm.runtime.api import wire_app
     from farm.runtime.bootstrap import bootstrap
     from farm.runtime.embedded import free_port
     from farm.settings import ServerSettings
     from storage.local import LocalDirStore
-    from web.app import create_app
-    from web.deps import AppContext
 
     settings = ServerSettings(data_dir=data_dir, port=0, write_cli_config=False)
     db = Database(settings.db_url)
     db.migrate()
     token = bootstrap(db, SystemClock(), data_dir)
-    ctx = AppContext(settings=settings, db=db, store=LocalDirStore(data_dir / "objects"), clock=SystemClock())
+    app = wire_app(settings, db, LocalDirStore(data_dir / "objects"), SystemClock())
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.02)

@@ -29,11 +29,10 @@ from sqlalchemy import insert  # noqa: E402
 from farm.clock import SystemClock  # noqa: E402
 from farm.db.engine import Database  # noqa: E402
 from farm.db.models import Company, Frame, Job, Task  # noqa: E402
+from farm.runtime.api import wire_app  # noqa: E402
 from farm.runtime.bootstrap import bootstrap  # noqa: E402
 from farm.settings import ServerSettings  # noqa: E402
 from storage.local import LocalDirStore  # noqa: E402
-from web.app import create_app  # noqa: E402
-from web.deps import AppContext  # noqa: E402
 
 
 def populate(db: Database, jobs: int, frames: int) -> None:
@@ -48,23 +47,53 @@ def populate(db: Database, jobs: int, frames: int) -> None:
             status = ("completed", "active", "queued")[kind]
             created = now - timedelta(minutes=jobs - j)
             job_rows.append(
-                dict(id=job_id, company_id=company_id, name=f"shot_{j:04d}", status=status, status_reason="",
-                     priority=50, frames=f"1-{frames}", chunk_size=4, blend_file="scene.blend", manifest={},
-                     settings={"output_format": "PNG"}, frames_total=frames, created_at=created,
-                     started_at=created + timedelta(seconds=5) if kind < 2 else None,
-                     finished_at=created + timedelta(seconds=60) if kind == 0 else None)
+                dict(
+                    id=job_id,
+                    company_id=company_id,
+                    name=f"shot_{j:04d}",
+                    status=status,
+                    status_reason="",
+                    priority=50,
+                    frames=f"1-{frames}",
+                    chunk_size=4,
+                    blend_file="scene.blend",
+                    manifest={},
+                    settings={"output_format": "PNG"},
+                    frames_total=frames,
+                    created_at=created,
+                    started_at=created + timedelta(seconds=5) if kind < 2 else None,
+                    finished_at=created + timedelta(seconds=60) if kind == 0 else None,
+                )
             )
             stored = frames if kind == 0 else frames // 2 if kind == 1 else 0
             for c in range(0, frames, 4):
                 done = c + 4 <= stored
-                task_rows.append(dict(id=f"task-{j:06d}-{c:04d}", job_id=job_id, index=c // 4,
-                                      frames=list(range(c + 1, c + 5)), status="completed" if done else "queued",
-                                      attempts=1 if done else 0, updated_at=now))
+                task_rows.append(
+                    dict(
+                        id=f"task-{j:06d}-{c:04d}",
+                        job_id=job_id,
+                        index=c // 4,
+                        frames=list(range(c + 1, c + 5)),
+                        status="completed" if done else "queued",
+                        attempts=1 if done else 0,
+                        updated_at=now,
+                    )
+                )
             for f in range(1, stored + 1):
-                frame_rows.append(dict(job_id=job_id, frame=f, task_id=f"task-{j:06d}-{(f - 1) // 4 * 4:04d}",
-                                       key=f"outputs/{company_id}/{job_id}/frame_{f:04d}.png",
-                                       name=f"frame_{f:04d}.png", size=1000, sha256="0" * 64, device="CPU",
-                                       render_seconds=0.5, created_at=now))
+                frame_rows.append(
+                    dict(
+                        job_id=job_id,
+                        frame=f,
+                        task_id=f"task-{j:06d}-{(f - 1) // 4 * 4:04d}",
+                        key=f"outputs/{company_id}/{job_id}/frame_{f:04d}.png",
+                        name=f"frame_{f:04d}.png",
+                        size=1000,
+                        sha256="0" * 64,
+                        device="CPU",
+                        render_seconds=0.5,
+                        created_at=now,
+                    )
+                )
         s.execute(insert(Job), job_rows)
         s.execute(insert(Task), task_rows)
         s.execute(insert(Frame), frame_rows)
@@ -95,8 +124,8 @@ def main() -> None:
         started = time.perf_counter()
         populate(db, args.jobs, args.frames)
         print(f"populated {args.jobs} jobs x {args.frames} frames in {time.perf_counter() - started:.1f}s")
-        ctx = AppContext(settings=settings, db=db, store=LocalDirStore(data / "objects"), clock=SystemClock())
-        with TestClient(create_app(ctx), base_url="http://127.0.0.1") as http:
+        app = wire_app(settings, db, LocalDirStore(data / "objects"), SystemClock())
+        with TestClient(app, base_url="http://127.0.0.1") as http:
             form = http.get("/login").text
             csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
             http.post("/login", data={"token": token, "csrf": csrf}).raise_for_status()

@@ -28,6 +28,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process (the farm: dispatcher, API, Ray driver) and by its descendants
+    (Ray's own processes and the worker actors)."""
+    import psutil
+
+    def used(p: psutil.Process) -> float:
+        try:
+            t = p.cpu_times()
+            return float(t.user + t.system)
+        except psutil.Error:
+            return 0.0
+
+    me = psutil.Process()
+    return used(me), sum(used(child) for child in me.children(recursive=True))
+
+
+CPU: dict[str, tuple[float, float]] = {}
+
+
 def bare_ray(calls: int, actors: int) -> float:
     """Calls per second of ``actors`` bare actors, one call in flight per actor."""
     import ray
@@ -39,6 +58,7 @@ def bare_ray(calls: int, actors: int) -> float:
 
     pool = [Echo.remote() for _ in range(actors)]  # type: ignore[attr-defined]
     ray.get([a.render.remote({"task_id": "warm", "frame": 0}) for a in pool])
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     sent = 0
     pending = {}
@@ -56,6 +76,8 @@ def bare_ray(calls: int, actors: int) -> float:
                 pending[actor.render.remote({"task_id": f"t{sent}", "frame": sent})] = actor
                 sent += 1
     seconds = time.perf_counter() - started
+    cpu_after = cpu_seconds()
+    CPU["bare"] = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
     for actor in pool:
         ray.kill(actor)
     return calls / seconds
@@ -78,7 +100,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farm-bench-scale-") as tmp:
         base = Path(tmp)
         settings = ServerSettings(
-            data_dir=base / "data", port=0, slots=args.slots, renderer="sleep:0", write_cli_config=False,
+            data_dir=base / "data",
+            port=0,
+            slots=args.slots,
+            renderer="sleep:0",
+            write_cli_config=False,
             storage_sample_interval_s=3600,
         )
         farm = EmbeddedFarm(settings).start()
@@ -91,11 +117,18 @@ def main() -> None:
                 manifest = {"scene.blend": ManifestEntry(sha256=digest, size=blend.stat().st_size)}
 
                 def spec(frames: str, name: str) -> JobCreate:
-                    return JobCreate(name=name, blend_file="scene.blend", manifest=manifest, frames=frames,
-                                     chunk_size=1, preview=False)
+                    return JobCreate(
+                        name=name,
+                        blend_file="scene.blend",
+                        manifest=manifest,
+                        frames=frames,
+                        chunk_size=1,
+                        preview=False,
+                    )
 
                 def run(frames: int, name: str) -> float:
                     job = client.create_job(spec(f"1-{frames}", name))
+                    cpu_before = cpu_seconds()
                     started = time.perf_counter()
                     while True:
                         current = client.job(job.id)
@@ -103,6 +136,8 @@ def main() -> None:
                             break
                         time.sleep(0.05)
                     seconds = time.perf_counter() - started
+                    cpu_after = cpu_seconds()
+                    CPU[name] = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
                     assert current.status.value == "completed", current.status_reason
                     assert current.frames_done == frames
                     return frames / seconds
@@ -115,7 +150,8 @@ def main() -> None:
                 started = time.perf_counter()
                 created = client.create_job(spec(f"1-{args.create}", "create"))
                 create_s = time.perf_counter() - started
-                client.cancel(created.id)
+                if client.job(created.id).status.value not in ("completed", "failed", "canceled"):
+                    client.cancel(created.id)
 
                 latencies = []
                 for i in range(args.latency_jobs):
@@ -134,6 +170,12 @@ def main() -> None:
     print(f"{f'farm, {args.big}-frame job, frames/s':44} {big:12.0f} {big / small:8.3f} {'>= 0.8':>8}")
     print(f"{f'create a {args.create}-frame job, s':44} {create_s:12.2f} {'':>8} {'< 2':>8}")
     print(f"{'submit -> first frame p50, ms':44} {p50:12.1f} {'':>8} {'<= 41':>8}")
+    print(
+        "\nCPU per frame (ms): the driver process (farm: dispatcher, API, Ray driver) / its descendants (Ray, workers)"
+    )
+    for label, key, count in (("bare Ray", "bare", args.small), ("farm", "small", args.small)):
+        own, children = CPU[key]
+        print(f"{label:44} {own / count * 1000:8.2f} / {children / count * 1000:8.2f}")
 
 
 if __name__ == "__main__":

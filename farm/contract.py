@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from farm.domain.outputs import MAX_NAME, check_pattern
 from farm.domain.states import JobStatus, TaskStatus
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256")]
@@ -21,8 +22,16 @@ _RESOLUTION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 
 class OutputFormat(StrEnum):
+    """``scene`` (the default) keeps the scene's own output settings; the others override the file format (and
+    set Blender's media type to match). See ``farm.domain.outputs.FORMATS``."""
+
+    SCENE = "scene"
     PNG = "PNG"
+    JPEG = "JPEG"
+    TIFF = "TIFF"
+    WEBP = "WEBP"
     EXR = "EXR"
+    EXR_MULTILAYER = "EXR_MULTILAYER"
 
 
 class ChunkFailurePolicy(StrEnum):
@@ -38,8 +47,30 @@ class Role(StrEnum):
     PLATFORM_ADMIN = "platform-admin"
 
 
+def _refuse_nul(value: object, where: str = "") -> None:
+    """No text of a request may hold a NUL character: PostgreSQL cannot store one, and no name or path needs it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where or 'a value'} must not contain a NUL character (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, f"the key {where + '.' if where else ''}{str(key)[:60]!r}")
+            _refuse_nul(item, f"{where + '.' if where else ''}{str(key)[:60]}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_nul(item, where)
+
+
 class Strict(BaseModel):
+    """What a client sends: unknown fields and NUL characters are refused (422 with the field's name)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: object) -> object:
+        _refuse_nul(data)
+        return data
 
 
 class ManifestEntry(Strict):
@@ -47,14 +78,37 @@ class ManifestEntry(Strict):
     size: int = Field(ge=0)
 
 
+#: A manifest path's length, and one file or folder name's (Linux: 4096 and 255 bytes; the job folder's own path
+#: comes on top).
+MAX_PATH_CHARS = 1024
+MAX_NAME_BYTES = 255
+
+
 def check_relative_path(path: str) -> str:
     """A manifest path must stay inside the job folder: relative, no ``..``, no backslashes."""
     if not path or path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path):
         raise ValueError(f"manifest path {path!r} must be relative to the project folder (no leading '/')")
     parts = PurePosixPath(path).parts
-    if any(p in ("..", ".") for p in parts) or "//" in path:
-        raise ValueError(f"manifest path {path!r} must not contain '..', '.' or empty parts")
+    if any(p in ("..", ".") for p in parts) or "//" in path or path.endswith("/"):
+        raise ValueError(f"manifest path {path!r} must not contain '..', '.' or empty parts, nor end with '/'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"manifest path {path!r} must not contain control characters (newlines, tabs, NUL)")
+    if len(path) > MAX_PATH_CHARS:
+        raise ValueError(f"manifest path {path[:80]!r}… is {len(path)} characters; at most {MAX_PATH_CHARS}")
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        raise ValueError(f"manifest path {path[:80]!r} has a file or folder name over {MAX_NAME_BYTES} bytes")
     return path
+
+
+def check_file_tree(paths: Iterable[str]) -> None:
+    """The manifest's paths must form a file tree: no path may be both a file and a folder (``a`` and ``a/b``)."""
+    files = set(paths)
+    for path in files:
+        parent = PurePosixPath(path).parent
+        while str(parent) != ".":
+            if str(parent) in files:
+                raise ValueError(f"manifest path {str(parent)!r} is a file, and {path!r} puts it as a folder")
+            parent = parent.parent
 
 
 class JobSettings(BaseModel):
@@ -63,7 +117,11 @@ class JobSettings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    output_format: OutputFormat = OutputFormat.PNG
+    output_format: OutputFormat = OutputFormat.SCENE
+    output_pattern: str | None = None
+    view_layers: tuple[str, ...] = ()
+    camera: str | None = None
+    job_name: str = ""  # the job's name, for {name} in output names (the worker sees settings, not the job row)
     resolution: str | None = None
     samples: int | None = None
     gpu: bool = False
@@ -88,7 +146,21 @@ class JobCreate(Strict):
     frames: str = Field(max_length=2000)
     chunk_size: int = Field(default=8, ge=1, le=10_000)
     priority: int = Field(default=50, ge=0, le=100)
-    output_format: OutputFormat = OutputFormat.PNG
+    output_format: OutputFormat = Field(
+        default=OutputFormat.SCENE, description="'scene' keeps the scene's output settings; others override them"
+    )
+    output_pattern: str | None = Field(
+        default=None,
+        max_length=MAX_NAME,
+        description="name of each frame file, e.g. 'render/{name}_{camera}_{frame:04d}{ext}' (fields: job, name, "
+        "layer, camera, frame, ext); default: the scene's output path",
+    )
+    view_layers: list[str] = Field(
+        default_factory=list, max_length=64, description="render only these view layers (default: every enabled one)"
+    )
+    camera: str | None = Field(
+        default=None, max_length=200, description="render through this camera object (default: the scene's, markers)"
+    )
     resolution: str | None = Field(default=None, description="override the scene's resolution, e.g. 64x64")
     samples: int | None = Field(default=None, ge=1, le=65_536, description="override Cycles samples")
     gpu: bool = False
@@ -106,7 +178,20 @@ class JobCreate(Strict):
     def _paths(cls, value: dict[str, ManifestEntry]) -> dict[str, ManifestEntry]:
         for path in value:
             check_relative_path(path)
+        check_file_tree(value)
         return value
+
+    @field_validator("output_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return None if value is None else check_pattern(value)
+
+    @field_validator("view_layers")
+    @classmethod
+    def _layers(cls, value: list[str]) -> list[str]:
+        if any(not name or len(name) > 200 for name in value):
+            raise ValueError("view layer names must be 1..200 characters")
+        return list(dict.fromkeys(value))
 
     @field_validator("resolution")
     @classmethod
@@ -115,9 +200,7 @@ class JobCreate(Strict):
             return None
         match = _RESOLUTION.match(value)
         if match is None or not (4 <= int(match.group(1)) <= 16384 and 4 <= int(match.group(2)) <= 16384):
-            raise ValueError(
-                f"resolution {value!r} must be WIDTHxHEIGHT with each side 4..16384, e.g. 1920x1080"
-            )
+            raise ValueError(f"resolution {value!r} must be WIDTHxHEIGHT with each side 4..16384, e.g. 1920x1080")
         return value
 
     @model_validator(mode="after")
@@ -130,6 +213,23 @@ class JobCreate(Strict):
         return self
 
 
+class ProductStatus(StrEnum):
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ProductOut(BaseModel):
+    """What the farm made from the job once every frame was in: the video a video-output scene asks for."""
+
+    kind: str = Field(description="'video'")
+    status: ProductStatus
+    name: str = Field(description="file name to save it as, e.g. 'shot-010.mp4'")
+    size: int
+    sha256: str
+    detail: str = Field(default="", description="container, codec, frame rate and audio, e.g. 'MPEG4 H264 24 fps'")
+    reason: str = Field(default="", description="why it failed (the frames stay available)")
+
+
 class JobOut(BaseModel):
     id: str
     name: str
@@ -139,6 +239,9 @@ class JobOut(BaseModel):
     frames: str
     chunk_size: int
     output_format: OutputFormat
+    output_pattern: str | None = None
+    view_layers: list[str] = Field(default_factory=list)
+    camera: str | None = None
     resolution: str | None
     samples: int | None
     gpu: bool
@@ -153,6 +256,9 @@ class JobOut(BaseModel):
     warning: str = Field(default="", description="what the studio should know, e.g. inputs rendered as missing")
     actions: list[str] = Field(
         default_factory=list, description="what may be done to the job now (the lifecycle's actions table)"
+    )
+    product: ProductOut | None = Field(
+        default=None, description="the video encoded after the last frame, when the scene's output is video"
     )
 
 
@@ -191,12 +297,26 @@ class TaskList(BaseModel):
     tasks: list[TaskOut]
 
 
+class FrameLayerOut(BaseModel):
+    """One view layer's file of a frame written as one file per layer."""
+
+    layer: str
+    name: str
+    size: int
+    sha256: str
+
+
 class FrameOut(BaseModel):
     frame: int
     name: str
     size: int
     sha256: str
     device: str
+    layers: list[FrameLayerOut] = Field(
+        default_factory=list,
+        description="one file per view layer (a single-layer format with several layers): each file; "
+        "GET .../frames/{frame}?layer=NAME returns one",
+    )
 
 
 class FrameList(BaseModel):

@@ -13,8 +13,9 @@
     │   └── MissingBlobs      409  a job names blobs the farm does not hold
     ├── PayloadTooLarge       413  an upload above the configured maximum
     ├── QuotaExceeded         429  a company limit stops this now
-    └── StorageError          503  the object store failed or is unreachable
-        └── ObjectMissing     503  the store answered, and the object is not there (lost behind the farm's back)
+    ├── StorageError          503  the object store failed or is unreachable
+    │   └── ObjectMissing     503  the store answered, and the object is not there (lost behind the farm's back)
+    └── DatabaseUnavailable   503  the database stayed locked or unreachable past its busy timeout (Retry-After)
 """
 
 from __future__ import annotations
@@ -87,3 +88,10 @@ class StorageError(FarmError):
 
 class ObjectMissing(StorageError):
     """The store is up and says the object does not exist: waiting will not bring it back."""
+
+
+class DatabaseUnavailable(FarmError):
+    """The database is busy (locked) or unreachable: the request changed nothing; retrying later is right."""
+
+    status_code = 503
+    retry_after_s = 5

@@ -20,9 +20,6 @@ class StorageBackend(StrEnum):
     S3 = "s3"
 
 
-DEFAULT_SECRET = "embedded-dev-secret-change-me"  # noqa: S105 - refused outside the embedded mode
-
-
 def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/render-farm`` (``~/.local/share/render-farm``)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -53,8 +50,23 @@ class ServerSettings(BaseSettings):
     worker_cache_dir: Path | None = None
     worker_cache_bytes: int = Field(default=20 * 1024**3, ge=0)
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1)
-    secret_key: str = DEFAULT_SECRET
+    # -- limits per company on what a request or a job may ask (issue 17; farm.services.limits) -------------------
+    max_request_bytes: int = Field(
+        default=64 * 1024**2, ge=1024, description="largest request body other than a blob upload (413 above)"
+    )
+    max_manifest_entries: int = Field(default=50_000, ge=1, description="files one job's manifest may list")
+    max_job_frames: int = Field(default=1_000_000, ge=1, description="frames one job may render")
+    max_job_chunks: int = Field(default=100_000, ge=1, description="chunks one job may make")
+    max_queued_chunks: int = Field(default=1_000_000, ge=1, description="chunks one company may have waiting")
+    max_submits_per_minute: int = Field(default=120, ge=1, description="jobs one company may submit a minute")
+    secret_key: str | None = Field(
+        default=None,
+        description="signs the monitor's cookies; required in the cluster mode, else made once in the data dir",
+    )
     bootstrap_admin_token: str | None = None
+    migrate_on_start: bool = Field(
+        default=True, description="false: wait for `farm migrate` (the chart's hook Job) instead of migrating"
+    )
     metrics_token: str | None = Field(default=None, description="bearer token Prometheus sends to /metrics")
     dispatch_interval_s: float = Field(default=0.05, gt=0, le=10)
     task_timeout_s: float = Field(
@@ -71,11 +83,26 @@ class ServerSettings(BaseSettings):
     )
     fair_share_window_s: float = Field(default=3600.0, gt=0, description="slot-time window of the fair share")
     starvation_s: float = Field(default=600.0, gt=0, description="a chunk waiting this long goes first")
+    # -- operations (issue 14): logging, API workers, scheduler lease, health and stopping ----------------------
+    log_level: str = Field(
+        default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="server log level"
+    )
+    api_workers: int = Field(default=1, ge=1, le=64, description="`farm api`: uvicorn worker processes")
+    scheduler_lease_s: float = Field(
+        default=8.0, ge=1, le=120, description="a standby takes over once the leader's lease lapsed this long"
+    )
+    scheduler_health_host: str = Field(default="127.0.0.1", description="scheduler health endpoint address")
+    scheduler_health_port: int = Field(default=8322, ge=0, le=65535, description="scheduler health port; 0: none")
+    shutdown_grace_s: float = Field(
+        default=3.0, ge=0, le=60, description="on SIGTERM, how long open HTTP requests and event streams may finish"
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:
-        if self.mode is Mode.CLUSTER and self.secret_key == DEFAULT_SECRET:
-            raise ValueError("FARM_SECRET_KEY must be set to a random value outside the embedded mode")
+        if self.mode is Mode.CLUSTER and not self.secret_key:
+            raise ValueError("FARM_SECRET_KEY must be set to a random value (16 characters or more) in cluster mode")
+        if self.secret_key is not None and len(self.secret_key) < 16:
+            raise ValueError("FARM_SECRET_KEY is too short: use a random value of 16 characters or more")
         return self
 
     @property

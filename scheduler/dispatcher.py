@@ -30,7 +30,7 @@ from farm.lifecycle.transitions import set_job_status, set_task_status
 from scheduler import claims, leases, placement
 from scheduler.fairshare import FairShare
 from scheduler.heartbeat import Heartbeat
-from scheduler.nodes import NodeTracker
+from scheduler.nodes import NodeTracker, NodeView
 from scheduler.pool import Slot, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class Dispatcher:
         self.config = config or DispatchConfig()
         self.fair_share = fair_share or FairShare()
         self.nodes = nodes
+        self.node_view = nodes.view if nodes is not None else NodeView()  # the heartbeat's too (scheduler.nodes)
         self.wake = threading.Event()
         self.on_change: Callable[[], None] | None = None
         self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.media.preview.PreviewMaker
@@ -113,7 +114,8 @@ class Dispatcher:
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set."""
-        beats = Heartbeat(self.db, self.pool, self.clock)  # worker and node states for /metrics of every replica
+        # Worker and node states for /metrics of every replica, from the same node view as node loss.
+        beats = Heartbeat(self.db, self.pool, self.clock, nodes=self.node_view)
         while not stop.is_set():
             beats.tick()
             for hook in self.periodic:
@@ -427,10 +429,7 @@ class Dispatcher:
         """Whether the slot's node has left, asking Ray now (the tracker's view may be a second old)."""
         if not slot.node_id or self.nodes is None:
             return False
-        try:
-            return not any(n.get("NodeID") == slot.node_id and n.get("Alive") for n in self.nodes.list_nodes())
-        except Exception:
-            return not self.nodes.alive(slot.node_id)
+        return not self.node_view.alive(slot.node_id, fresh=True)
 
     def _sync_nodes(self) -> bool:
         """Follow nodes joining (new slots) and leaving (their chunks are requeued at once), and slots warming."""

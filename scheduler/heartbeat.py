@@ -5,22 +5,21 @@ loop calls ``Heartbeat.tick()``; every few seconds (with a little random spread)
 (``workers``: idle, busy or lost) and one per Ray node (``nodes``: alive or lost). Readers treat the rows as a
 lease: rows older than ``LEASE_S`` mean the scheduler stopped reporting, and everything it described counts as lost.
 
-A node counts as lost when Ray reports it dead for a reason other than a planned shutdown, for ``LOST_WINDOW_S``
-after the scheduler first saw it dead; after that it is forgotten, so one lost node does not alert forever (Ray
-keeps dead nodes in its table for the life of the cluster).
+Which nodes are alive or lost, and their names, are the node view's (``scheduler.nodes.NodeView``): the same
+names and the same answer the dispatcher and the pool use.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from farm.clock import Clock
 from farm.db.engine import Database
 from farm.services.nodeview import NodeState, Snapshot, WorkerState, write
+from scheduler.nodes import NodeView
 
 if TYPE_CHECKING:  # the pool imports Ray; API processes read heartbeats without it
     from scheduler.pool import WorkerPool
@@ -28,50 +27,6 @@ if TYPE_CHECKING:  # the pool imports Ray; API processes read heartbeats without
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 5.0
-LOST_WINDOW_S = 600.0
-#: Ray's NodeDeathInfo reasons that are planned (``ray stop``, autoscaler scale-down of an idle node).
-PLANNED_DEATHS = frozenset({1, 4})
-
-
-class RayNodes:
-    """Ray's node table, reduced to alive nodes and recently lost ones."""
-
-    def __init__(
-        self,
-        list_nodes: Callable[[], list[dict[str, Any]]] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-        lost_window_s: float = LOST_WINDOW_S,
-    ) -> None:
-        self._list_nodes = list_nodes or _ray_nodes
-        self._monotonic = monotonic
-        self._lost_window_s = lost_window_s
-        self._dead_since: dict[str, float] = {}
-
-    def __call__(self) -> list[NodeState]:
-        now = self._monotonic()
-        out = []
-        for info in self._list_nodes():
-            node_id = str(info.get("NodeID", ""))
-            name = str(info.get("NodeManagerHostname") or info.get("NodeName") or node_id)
-            if info.get("Alive", False):
-                self._dead_since.pop(node_id, None)
-                out.append(NodeState(node_id, name, True))
-                continue
-            if int(info.get("DeathReason", 0) or 0) in PLANNED_DEATHS:
-                continue
-            first_seen = self._dead_since.setdefault(node_id, now)
-            if now - first_seen <= self._lost_window_s:
-                out.append(NodeState(node_id, name, False))
-        return out
-
-
-def _ray_nodes() -> list[dict[str, Any]]:
-    import ray
-
-    if not ray.is_initialized():
-        return []
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return nodes
 
 
 def snapshot(pool: WorkerPool, nodes: Sequence[NodeState]) -> Snapshot:
@@ -79,7 +34,8 @@ def snapshot(pool: WorkerPool, nodes: Sequence[NodeState]) -> Snapshot:
     dead = {n.id for n in nodes if not n.alive}
     workers = []
     for slot in list(pool.slots):
-        if slot.info.get("node_id") and slot.info.get("node_id") in dead:
+        node_id = slot.node_id or str(slot.info.get("node_id") or "")
+        if node_id and node_id in dead:
             state = "lost"
         else:
             state = "idle" if slot.task_id is None else "busy"
@@ -96,13 +52,13 @@ class Heartbeat:
         pool: WorkerPool,
         clock: Clock,
         interval_s: float = INTERVAL_S,
-        nodes: Callable[[], list[NodeState]] | None = None,
+        nodes: NodeView | None = None,
     ) -> None:
         self.db = db
         self.pool = pool
         self.clock = clock
         self.interval_s = interval_s
-        self.nodes = nodes or RayNodes()
+        self.nodes = nodes or NodeView()  # pass the scheduler's own view: one name and one answer per node
         self._next = 0.0
 
     def tick(self) -> None:
@@ -119,6 +75,6 @@ class Heartbeat:
 
     def beat(self) -> Snapshot:
         """Write a heartbeat now."""
-        snap = snapshot(self.pool, self.nodes())
+        snap = snapshot(self.pool, self.nodes.states())
         write(self.db, snap, self.clock.now())
         return snap

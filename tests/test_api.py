@@ -3,15 +3,8 @@
 import hashlib
 
 import pytest
-from fastapi.testclient import TestClient
 
-from farm.clock import SystemClock
-from farm.db.engine import Database
-from farm.runtime.bootstrap import bootstrap
-from farm.settings import ServerSettings
-from storage.local import LocalDirStore
-from web.app import create_app
-from web.deps import AppContext
+from tests import factories
 
 pytest_plugins = ["tests.db.backends"]  # db_url: every test runs on SQLite and on PostgreSQL
 
@@ -24,16 +17,10 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture()
 def api(tmp_path, db_url):
-    settings = ServerSettings(data_dir=tmp_path, port=0, max_upload_bytes=10_000, database_url=db_url)
-    db = Database(settings.db_url)
-    db.migrate()
-    token = bootstrap(db, SystemClock(), tmp_path)
-    ctx = AppContext(settings=settings, db=db, store=LocalDirStore(tmp_path / "objects"), clock=SystemClock())
-    with TestClient(create_app(ctx)) as http:
-        http.headers["Authorization"] = f"Bearer {token}"
-        http.token = token
-        yield http
-    db.dispose()
+    with factories.api_farm(tmp_path, max_upload_bytes=10_000, database_url=db_url) as farm:
+        with factories.client(farm) as http:
+            http.token = farm.admin_token
+            yield http
 
 
 def upload(api, data: bytes):
@@ -88,9 +75,7 @@ def test_upload_with_wrong_hash_is_422_and_nothing_is_kept(api, tmp_path):
     response = api.put(f"/api/v1/blobs/{sha(b'other')}", content=BLEND)
     assert response.status_code == 422
     assert "hash" in response.json()["detail"]
-    assert api.post("/api/v1/blobs/missing", json={"hashes": [sha(b"other")]}).json()["missing"] == [
-        sha(b"other")
-    ]
+    assert api.post("/api/v1/blobs/missing", json={"hashes": [sha(b"other")]}).json()["missing"] == [sha(b"other")]
     assert not list((tmp_path / "spool").iterdir())
 
 

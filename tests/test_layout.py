@@ -73,3 +73,29 @@ def test_the_domain_is_pure():
 )
 def test_only_the_runtime_wires_processes_together(package, forbidden):
     assert offenders(package, (), forbidden) == []
+
+
+def reads_ray_nodes(node: ast.AST) -> bool:
+    """``ray.nodes`` (called or passed along) or ``from ray import nodes``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "nodes" and isinstance(node.value, ast.Name) and node.value.id == "ray"
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "ray" and any(alias.name == "nodes" for alias in node.names)
+    return False
+
+
+def ray_nodes_callers(package: str) -> list[str]:
+    """Modules of ``package`` that read Ray's node table."""
+    return [
+        name
+        for name, path in modules(package).items()
+        if any(reads_ray_nodes(node) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+    ]
+
+
+def test_only_the_node_view_reads_rays_node_table():
+    """One reader of ``ray.nodes()`` (``scheduler.nodes``), so every node has one name and one answer to "alive?"."""
+    callers = [
+        c for package in ("farm", "scheduler", "workers", "storage", "web", "bench") for c in ray_nodes_callers(package)
+    ]
+    assert callers == ["scheduler.nodes"]

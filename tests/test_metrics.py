@@ -14,22 +14,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
 
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
+from farm.db.models import Blob, UsageEntry
 from farm.errors import StorageError
-from farm.lifecycle.transitions import recount
 from farm.services import nodeview
 from farm.services.nodeview import NodeState, Snapshot, WorkerState
-from farm.settings import ServerSettings
-from storage.local import LocalDirStore
+from tests import factories
 from web import metrics
-from web.app import create_app
-from web.deps import AppContext
 
 pytest_plugins = ["tests.db.backends"]  # db_url: SQLite and PostgreSQL
 
@@ -65,60 +59,45 @@ def seed(db: Database) -> datetime:
     now = datetime.now(UTC)
     hour = timedelta(hours=1)
     with db.session() as s:
-        s.add(Company(id="c-acme", name="acme", created_at=now, gpu_hours_budget=10.0))
-        s.add(Company(id="c-beta", name="beta", created_at=now))
-        s.flush()
+        acme = factories.company(s, "acme", now, id="c-acme", gpu_hours_budget=10.0)
+        beta = factories.company(s, "beta", now, id="c-beta")
+        jobs = {}
 
-        def job(job_id, company, status, waited_s=None, **settings):
-            s.add(
-                Job(
-                    id=job_id,
-                    company_id=company,
-                    name=job_id,
-                    status=status,
-                    status_reason="",
-                    priority=50,
-                    frames="1-4",
-                    chunk_size=2,
-                    blend_file="scene.blend",
-                    manifest={},
-                    settings=settings,
-                    frames_total=4,
-                    created_at=now - hour,
-                    started_at=now - hour + timedelta(seconds=waited_s) if waited_s is not None else None,
-                )
+        def job(job_id, company, status, tasks, waited_s=None, **settings):
+            jobs[job_id] = factories.job(
+                s,
+                company,
+                frames="1-4",
+                chunk_size=2,
+                status=status,
+                tasks=tasks,
+                attempts=1,
+                settings=settings,
+                now=now,
+                id=job_id,
+                name=job_id,
+                created_at=now - hour,
+                started_at=now - hour + timedelta(seconds=waited_s) if waited_s is not None else None,
             )
-            s.flush()
 
-        job("j-active", "c-acme", "active", waited_s=12)
-        job("j-gpu", "c-acme", "queued", gpu=True)
-        job("j-done", "c-beta", "completed", waited_s=4000)
-        tasks = [
-            ("j-active", "completed"),
-            ("j-active", "queued"),
-            ("j-gpu", "queued"),
-            ("j-gpu", "soft-failed"),
-            ("j-done", "completed"),
-            ("j-done", "completed"),
-        ]
-        for i, (job_id, status) in enumerate(tasks):
-            s.add(Task(id=f"t-{i}", job_id=job_id, index=i, frames=[i], status=status, attempts=1, updated_at=now))
+        job("j-active", acme, "active", ["completed", "queued"], waited_s=12)
+        job("j-gpu", acme, "queued", ["queued", "soft-failed"], gpu=True)
+        job("j-done", beta, "completed", ["completed", "completed"], waited_s=4000)
         for frame, (job_id, seconds, device) in enumerate(
             [("j-active", 0.3, "CPU"), ("j-active", 2.0, "CPU"), ("j-done", 40.0, "OPTIX")], start=1
         ):
-            s.add(
-                Frame(
-                    job_id=job_id,
-                    frame=frame,
-                    task_id="t-0",
-                    key=f"k{frame}",
-                    name=f"f{frame}.png",
-                    size=1000,
-                    sha256="0" * 64,
-                    device=device,
-                    render_seconds=seconds,
-                    created_at=now - timedelta(minutes=5),
-                )
+            factories.frames(
+                s,
+                jobs[job_id],
+                [frame],
+                now - timedelta(minutes=5),
+                task_id="t-0",
+                key=f"k{frame}",
+                name=f"f{frame}.png",
+                size=1000,
+                sha256="0" * 64,
+                device=device,
+                render_seconds=seconds,
             )
         s.add(Blob(company_id="c-acme", sha256="a" * 64, size=3 * 1024**3, created_at=now))
         for company, resource, count, seconds in [("c-acme", "gpu", 1.0, 5400.0), ("c-acme", "cpu", 4.0, 100.0)]:
@@ -137,9 +116,6 @@ def seed(db: Database) -> datetime:
                     outcome="completed",
                 )
             )
-        s.flush()
-        for job in s.scalars(select(Job)):
-            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
     nodeview.write(
         db,
         Snapshot(
@@ -218,31 +194,23 @@ SCRAPE = "scrape-secret"
 
 @pytest.fixture()
 def api(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path, port=0, metrics_token=SCRAPE)
-    db = Database(settings.db_url)
-    db.migrate()
-    ctx = AppContext(settings=settings, db=db, store=LocalDirStore(tmp_path / "objects"), clock=SystemClock())
-    with TestClient(create_app(ctx)) as http:
+    with factories.api_farm(tmp_path, metrics_token=SCRAPE) as farm, factories.client(farm, auth=False) as http:
         http.headers["Authorization"] = f"Bearer {SCRAPE}"
-        http.ctx = ctx
+        http.farm = farm
         yield http
-    db.dispose()
 
 
 def test_metrics_need_the_scrape_token_or_a_platform_admin(api):
-    from datetime import UTC, datetime
 
     from farm.contract import Role
-    from farm.services.auth import create_token, ensure_company
 
     assert api.get("/metrics").status_code == 200
     nobody = api.get("/metrics", headers={"Authorization": ""})
     assert nobody.status_code == 401 and "Bearer" in nobody.headers["www-authenticate"]
     assert api.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    with api.ctx.db.session() as s:
-        company = ensure_company(s, "studio-m", datetime.now(UTC))
-        artist, _ = create_token(s, company, Role.ARTIST, datetime.now(UTC))
-        admin, _ = create_token(s, company, Role.PLATFORM_ADMIN, datetime.now(UTC))
+    with api.farm.db.session() as s:
+        artist = factories.token(s, "studio-m", Role.ARTIST)
+        admin = factories.token(s, "studio-m", Role.PLATFORM_ADMIN)
     refused = api.get("/metrics", headers={"Authorization": f"Bearer {artist}"})
     assert refused.status_code == 403 and "FARM_METRICS_TOKEN" in refused.json()["detail"]
     assert api.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200

@@ -7,11 +7,14 @@ from fastapi import FastAPI
 from farm import __version__
 from farm.contract import Health
 from web import errors, metrics, monitor
+from web.access_log import AccessLog
 from web.deps import AppContext, Ctx
+from web.input_guard import LimitBody, RefuseNul
 from web.routes_admin import router as admin_router
 from web.routes_api import router as api_router
 from web.routes_assets import router as assets_router
 from web.routes_control import router as control_router
+from web.security_headers import SecurityHeaders
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -24,6 +27,10 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     metrics.install(app)  # /metrics and request latency
+    app.add_middleware(AccessLog)  # one structured line per request, no tokens (web.access_log)
+    app.add_middleware(SecurityHeaders)  # CSP without inline script, never framed, nosniff (web.security_headers)
+    app.add_middleware(RefuseNul)  # 400 for a NUL in the path or query (web.input_guard)
+    app.add_middleware(LimitBody, max_bytes=ctx.settings.max_request_bytes)  # 413 above FARM_MAX_REQUEST_BYTES
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:

@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError, StatementError
 
-from farm.errors import FarmError, MissingBlobs, Unauthorized
+from farm.errors import DatabaseUnavailable, FarmError, MissingBlobs, Unauthorized, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FarmError)
     async def farm_error(_request: Request, exc: FarmError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="farm"'} if isinstance(exc, Unauthorized) else None
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:  # busy database, submit rate: when to try again
+            headers = {"Retry-After": str(retry_after)}
         body: dict[str, object] = {"detail": exc.message}
         if isinstance(exc, MissingBlobs):
             body["missing"] = exc.missing
@@ -40,3 +44,30 @@ def install(app: FastAPI) -> None:
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = jsonable_encoder(exc.errors())
         return JSONResponse({"detail": _describe(errors), "errors": errors}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # Locked past the busy timeout, or unreachable. Only the driver's first line is logged: the statement and
+        # its parameters (a token hash, names) stay out of the log.
+        first = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else type(exc).__name__
+        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, first)
+        return await farm_error(
+            request, DatabaseUnavailable("the database is busy or unreachable right now; retry in a few seconds")
+        )
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        return await farm_error(request, _unstorable())
+
+    @app.exception_handler(StatementError)
+    async def statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError | ValueError):  # SQLite: an integer past 64 bits, a NUL byte
+            return await farm_error(request, _unstorable())
+        raise exc
+
+
+def _unstorable() -> FarmError:
+    return ValidationFailed(
+        "a value in the request is out of range or holds characters the database cannot store (e.g. a NUL byte, "
+        "or a number beyond 2**63); fix the value and retry"
+    )

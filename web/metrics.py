@@ -10,6 +10,10 @@ Two kinds of values, kept apart on purpose:
   metrics. With ``PROMETHEUS_MULTIPROC_DIR`` set (several uvicorn workers; empty the directory before the workers
   start) they live in that directory and every scrape sums all workers' files; without it, in this process.
 
+* **Scheduler health** (``farm_scheduler_*``: the loop's last turn and duration, who leads, the lease) comes from
+  the scheduler lease row (``scheduler.leader``), in every mode; ``farm_metrics_database_up`` and
+  ``farm_metrics_store_up`` say whether this process reaches the database and the object store.
+
 Workers, slots and nodes come from the scheduler: read from the in-process pool in the embedded farm
 (``use_worker_source``), else from the heartbeat rows the scheduler writes (``scheduler.heartbeat``).
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from farm.clock import Clock, utc
 from farm.db.engine import Database
-from farm.db.models import Blob, Company, Frame, Job, Task, UsageEntry
+from farm.db.models import Blob, Company, Frame, Job, SchedulerLease, Task, UsageEntry
 from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
 from farm.errors import Forbidden, StorageError
 from farm.metering import quota
@@ -228,6 +233,7 @@ class FarmCollector:
     db: Database
     clock: Clock
     workers: WorkerSource | None = None
+    store: StoreProbe | None = None
 
     def collect(self) -> Iterator[Metric]:
         """Every farm-state family; when the database fails only ``farm_metrics_database_up 0`` is exported."""
@@ -243,6 +249,8 @@ class FarmCollector:
         up.add_metric([], 1.0)
         yield up
         yield from families
+        if self.store is not None:
+            yield from self.store.families()
         try:
             snap = self.workers() if self.workers is not None else read_heartbeat(self.db, self.clock.now())
         except Exception:
@@ -386,6 +394,7 @@ class FarmCollector:
         yield wait
 
         yield from self._budgets(s, now)
+        yield from scheduler_families(s.get(SchedulerLease, "scheduler"), now)
 
     @staticmethod
     def _queue_depth(s: Session, names: dict[str, str], company: Callable[[str], str]) -> Metric:
@@ -435,6 +444,87 @@ class FarmCollector:
                 hours = used.get((c.id, resource), 0.0)
                 ratio.add_metric([c.name, resource], hours / budget if budget > 0 else 1.0)
         yield ratio
+
+
+def scheduler_families(lease: SchedulerLease | None, now: datetime) -> Iterator[Metric]:
+    """``farm_scheduler_*`` from the scheduler lease row (``scheduler.leader``): the same in every process and mode.
+    With no scheduler ever started the timestamps are 0, so "no heartbeat for N minutes" alerts at once."""
+
+    def stamp(moment: datetime | None) -> float:
+        return utc(moment).timestamp() if moment is not None else 0.0
+
+    yield GaugeMetricFamily(
+        "farm_scheduler_last_loop_timestamp_seconds",
+        "Unix time the leading scheduler's dispatch loop last turned (as of its last lease renewal).",
+        value=stamp(lease.loop_at if lease else None),
+    )
+    yield GaugeMetricFamily(
+        "farm_scheduler_loop_duration_seconds",
+        "Duration of the leading scheduler's last dispatch-loop turn, waits included.",
+        value=float(lease.loop_seconds) if lease else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "farm_scheduler_lease_renewed_timestamp_seconds",
+        "Unix time the leading scheduler last renewed its lease.",
+        value=stamp(lease.renewed_at if lease and lease.holder else None),
+    )
+    yield GaugeMetricFamily(
+        "farm_scheduler_lease_generation",
+        "Scheduler lease generation: goes up by one at each takeover.",
+        value=float(lease.generation) if lease else 0.0,
+    )
+    leader = GaugeMetricFamily(
+        "farm_scheduler_leader",
+        "1 for the scheduler holding a live lease (the one that dispatches), 0 when the lease lapsed or was released.",
+        labels=["holder"],
+    )
+    if lease is not None and lease.holder:
+        fresh = (now - utc(lease.renewed_at)).total_seconds() <= lease.lease_seconds if lease.renewed_at else False
+        leader.add_metric([lease.holder], 1.0 if fresh else 0.0)
+    yield leader
+
+
+class StoreProbe:
+    """Whether the object store answers, probed in the background at most every ``interval_s`` (a store that is
+    down can take seconds to fail: a scrape never waits for it). Exports ``farm_metrics_store_up``."""
+
+    KEY = "health/probe"
+
+    def __init__(self, store: ObjectStore, interval_s: float = 15.0) -> None:
+        self.store = getattr(store, "inner", store)  # not through CountingStore: probes are not API errors
+        self.interval_s = interval_s
+        self.up: bool | None = None
+        self._probed_at = float("-inf")
+        self._lock = threading.Lock()
+        self._running = False
+
+    def families(self) -> Iterator[Metric]:
+        """The last probe's answer, starting a new probe when due."""
+        self._maybe_probe()
+        if self.up is not None:
+            yield GaugeMetricFamily(
+                "farm_metrics_store_up", "1 when the object store answered the last probe.", value=float(self.up)
+            )
+
+    def _maybe_probe(self) -> None:
+        with self._lock:
+            if self._running or time.monotonic() - self._probed_at < self.interval_s:
+                return
+            self._running, self._probed_at = True, time.monotonic()
+        threading.Thread(target=self.probe, name="store-probe", daemon=True).start()
+
+    def probe(self) -> bool:
+        """Probe now (a stat of a key that need not exist)."""
+        try:
+            self.store.stat(self.KEY)
+            self.up = True
+        except Exception:
+            log.warning("metrics: the object store did not answer", exc_info=True)
+            self.up = False
+        finally:
+            with self._lock:
+                self._running = False
+        return self.up
 
 
 def worker_families(snap: Snapshot) -> Iterator[Metric]:
@@ -508,7 +598,8 @@ def metrics(request: Request, ctx: Ctx) -> Response:
     """Prometheus scrape endpoint, for the metrics token or a platform admin."""
     check_scraper(request, ctx)
     source: WorkerSource | None = getattr(request.app.state, "metrics_workers", None)
-    body = render(FarmCollector(ctx.db, ctx.clock, source))
+    probe: StoreProbe | None = getattr(request.app.state, "store_probe", None)
+    body = render(FarmCollector(ctx.db, ctx.clock, source, probe))
     return Response(content=body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
@@ -516,6 +607,9 @@ def install(app: FastAPI) -> None:
     """Add ``/metrics`` and the request-latency middleware to the app."""
     app.add_middleware(RequestMetrics)
     app.include_router(router)
+    ctx = getattr(app.state, "ctx", None)
+    if ctx is not None:
+        app.state.store_probe = StoreProbe(ctx.store)
 
 
 def use_worker_source(app: FastAPI, source: WorkerSource) -> None:

@@ -25,7 +25,9 @@ from farm.errors import ValidationFailed
 from farm.lifecycle import control
 from farm.metering import usage_report
 from farm.services import blobs, jobs
+from farm.services.limits import JobLimits
 from web.deps import Caller, Ctx, act_on_job
+from web.params import FrameNumber, Offset
 
 router = APIRouter(prefix="/api/v1")
 
@@ -71,7 +73,7 @@ async def put_blob(sha256: SHA256, request: Request, who: Caller, ctx: Ctx, resp
 def create_job(spec: JobCreate, who: Caller, ctx: Ctx) -> JobOut:
     """Submit a job: validated, written with its tasks in one transaction, then queued."""
     with ctx.db.session() as s:
-        job = jobs.create_job(s, who, spec, ctx.clock.now())
+        job = jobs.create_job(s, who, spec, ctx.clock.now(), JobLimits.of(ctx.settings))
         s.flush()
         out = jobs.job_out(s, job)
     ctx.notify()
@@ -84,7 +86,7 @@ def list_jobs(
     ctx: Ctx,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobList:
     """The caller's jobs, newest first."""
     with ctx.db.session() as s:
@@ -119,11 +121,13 @@ def list_frames(job_id: str, who: Caller, ctx: Ctx) -> FrameList:
 
 
 @router.get("/jobs/{job_id}/frames/{frame}", response_model=None)
-def get_frame(job_id: str, frame: int, who: Caller, ctx: Ctx) -> Response:
-    """The frame's file: a short-lived presigned URL on S3, streamed otherwise."""
+def get_frame(job_id: str, frame: FrameNumber, who: Caller, ctx: Ctx, layer: str | None = None) -> Response:
+    """The frame's file (``layer``: that view layer's file of a frame written one file per layer): a short-lived
+    presigned URL on S3, streamed otherwise."""
     with ctx.db.session() as s:
         row = jobs.get_frame(s, jobs.get_job(s, who, job_id), frame)
-        key, name, size, sha = row.key, row.name, row.size, row.sha256
+        key, name, size, sha = jobs.frame_file(row, layer)
+    name = name.rsplit("/", 1)[-1]  # a frame's name may hold folders (its output pattern): the file's own name
     presign = getattr(ctx.store, "presigned_get_url", None)
     if presign is not None:
         return RedirectResponse(presign(key, 300, filename=name), status_code=307)

@@ -1,4 +1,5 @@
-"""/api/v1 routes of the asset pipeline: committing direct uploads, the preview movie, and blob GC."""
+"""/api/v1 routes of the asset pipeline: committing direct uploads, the preview movie, the video product, and
+blob GC."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from farm.contract import SHA256, BlobCommit, BlobOut, GcReport
 from farm.errors import Forbidden, NotFound
 from farm.media.preview import PREVIEW_NAME
-from farm.services import blobs, gc, jobs
+from farm.media.video import video_media_type
+from farm.services import blobs, gc, jobs, products
 from storage.base import output_key
 from web.deps import Caller, Ctx
 
@@ -60,6 +62,26 @@ def get_preview(job_id: str, who: Caller, ctx: Ctx) -> Response:
         ctx.store.open(key),
         media_type="video/mp4",
         headers={"Content-Length": str(info.size), "Content-Disposition": f'attachment; filename="{job_id}.mp4"'},
+    )
+
+
+@router.get("/jobs/{job_id}/product", response_model=None)
+def get_product(job_id: str, who: Caller, ctx: Ctx) -> Response:
+    """The job's video (encoded after its last frame when the scene's output is a video): redirect on S3, else
+    streamed. 404 says why there is none: not a video scene, still encoding, or the encode's failure."""
+    with ctx.db.session() as s:
+        row = products.ready(s, jobs.get_job(s, who, job_id))
+        key, name = row.key, row.name
+    info = ctx.store.stat(key)
+    if info is None:
+        raise NotFound(f"the video of job {job_id} is missing from the store; `farm admin fsck` reports such losses")
+    presign = getattr(ctx.store, "presigned_get_url", None)
+    if presign is not None:
+        return RedirectResponse(presign(key, 300, filename=name), status_code=307)
+    return StreamingResponse(
+        ctx.store.open(key),
+        media_type=video_media_type(name),
+        headers={"Content-Length": str(info.size), "Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoredFrame
+from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoredFrame, StoredLayer
 from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectStore, output_key
 from storage.factory import StoreConfig, make_store
 from workers.cache import BlobCache, remove_tree, sha256_file
+from workers.child_env import child_environment
 from workers.factory import make_renderer
 from workers.layout import JobFolder
 from workers.renderer import ChunkSpec, FrameDone, Renderer
@@ -71,7 +72,8 @@ class RenderWorker:
         self.work.mkdir(parents=True, exist_ok=True)
         self._folders: dict[str, JobFolder] = {}
         self._reload: set[str] = set()  # jobs whose inputs were restored since Blender opened them
-        env = dict(os.environ)
+        # Blender gets a minimal environment of its own, never the worker's (store keys, FARM_* settings).
+        env = child_environment(os.environ, self.work / "home")
         self.renderer: Renderer = make_renderer(config.renderer, self.work, env=env)
         self._lock = threading.Lock()
         self._events: list[StoredFrame] = []
@@ -250,12 +252,21 @@ class RenderWorker:
     def _store_frame(self, a: Assignment, done: FrameDone, stored: list[StoredFrame]) -> None:
         if self._stop.is_set():
             return  # canceled: nothing is stored after the cancel
-        name = done.path.name
+        name = done.output_name  # a relative path: the job's output layout (e.g. render/shot_0001.exr)
         key = output_key(a.company_id, a.job_id, name)
         sha = sha256_file(done.path)
         size = done.path.stat().st_size
         store_with_retries(self.store, key, done.path, self.config.upload_retries, self._stop)
-        event = StoredFrame(a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds)
+        layers: list[StoredLayer] = []
+        for layer in done.layers:  # one file per view layer: the frame counts once every one is stored
+            layer_key = output_key(a.company_id, a.job_id, layer.name)
+            layer_sha, layer_size = sha256_file(layer.path), layer.path.stat().st_size
+            if layer_key != key:
+                store_with_retries(self.store, layer_key, layer.path, self.config.upload_retries, self._stop)
+            layers.append(StoredLayer(layer.layer, layer_key, layer.name, layer_size, layer_sha))
+        event = StoredFrame(
+            a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds, tuple(layers)
+        )
         with self._lock:
             self._events.append(event)
             stored.append(event)

@@ -13,6 +13,7 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
+from farm.domain.outputs import EXTENSIONS, FORMATS, SCENE, frame_name, layer_template, scene_template
 from workers.protocol import (
     EV_ERROR,
     EV_FRAME,
@@ -24,8 +25,6 @@ from workers.protocol import (
     OP_RENDER,
     event,
 )
-
-FORMATS = {"PNG": ("PNG", ".png"), "EXR": ("OPEN_EXR", ".exr")}
 
 
 class SceneFault(Exception):
@@ -68,6 +67,70 @@ def missing_inputs(bpy: Any, job_dir: str) -> list[str]:
     return sorted(found)
 
 
+def apply_output_format(image_settings: Any, fmt: str) -> str:
+    """Apply the job's format override (``scene``: keep the scene's) and return the file extension.
+
+    Blender 5 accepts a ``file_format`` only when ``media_type`` allows it, so the media type is set first. A
+    video scene renders lossless PNG frames (its colour mode, 16-bit when it asks for more than 8): the video
+    is encoded from them once every frame is in.
+    """
+    try:
+        if fmt == SCENE:
+            if image_settings.media_type == "VIDEO":
+                mode, depth = str(image_settings.color_mode), str(image_settings.color_depth)
+                image_settings.media_type = "IMAGE"
+                image_settings.file_format = "PNG"
+                image_settings.color_mode = mode if mode in ("BW", "RGB", "RGBA") else "RGB"
+                image_settings.color_depth = "8" if depth == "8" else "16"
+                image_settings.compression = 15
+        else:
+            if fmt not in FORMATS:
+                raise SceneFault(f"output format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+            media, file_format, _ = FORMATS[fmt]
+            image_settings.media_type = media
+            image_settings.file_format = file_format
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SceneFault(f"the scene opened, but its output cannot be set to {fmt}: {_one_line(exc)}") from exc
+    ext = EXTENSIONS.get(str(image_settings.file_format))
+    if ext is None:
+        raise SceneFault(
+            f"the scene's output format {image_settings.file_format} is not one the farm stores; "
+            f"submit with --format {'|'.join(FORMATS)}"
+        )
+    return ext
+
+
+def choose_view_layers(scene: Any, wanted: list[str]) -> list[str]:
+    """Enable only the ``wanted`` view layers (none given: the scene's enabled ones); returns those rendered."""
+    names = [layer.name for layer in scene.view_layers]
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise SceneFault(f"no view layer {', '.join(map(repr, unknown))} in scene {scene.name!r}; it has {names}")
+    if wanted:
+        for layer in scene.view_layers:
+            layer.use = layer.name in wanted
+    used = [layer.name for layer in scene.view_layers if layer.use]
+    if not used:
+        raise SceneFault(f"scene {scene.name!r} has no enabled view layer to render (it has {names})")
+    return used
+
+
+def choose_camera(scene: Any, wanted: object) -> Any:
+    """The camera object named ``wanted`` (None: keep the scene's camera and its markers)."""
+    if not wanted:
+        return None
+    cameras = sorted(o.name for o in scene.objects if o.type == "CAMERA")
+    camera = scene.objects.get(str(wanted))
+    if camera is None or camera.type != "CAMERA":
+        raise SceneFault(f"no camera {wanted!r} in scene {scene.name!r}; its cameras are {cameras}")
+    # Markers bound to cameras would switch back at each frame (render does it too): unbind them in this
+    # session's copy of the scene (the file is never saved).
+    for marker in scene.timeline_markers:
+        marker.camera = None
+    scene.camera = camera
+    return camera
+
+
 class Child:
     def __init__(self, events: BinaryIO) -> None:
         import bpy  # type: ignore[import-not-found,unused-ignore]
@@ -79,6 +142,13 @@ class Child:
         # The attempt whose command is being carried out: every event names it, so the worker can refuse
         # anything that belongs to another attempt.
         self.attempt = ""
+        # What the open scene renders to (set by ``open``).
+        self.ext = ".png"
+        self.template = ""
+        self.layers: list[str] = []
+        self.camera: Any = None
+        self.job_name = ""
+        self.per_layer = False  # one file per view layer
 
         @bpy.app.handlers.persistent  # type: ignore[untyped-decorator,unused-ignore]
         def on_stats(*args: Any) -> None:
@@ -109,11 +179,22 @@ class Child:
         if settings.get("resolution"):
             width, height = (int(v) for v in str(settings["resolution"]).split("x"))
             render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
-        fmt, _ = FORMATS[str(settings.get("output_format", "PNG"))]
-        try:
-            render.image_settings.file_format = fmt
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise SceneFault(f"invalid output settings: {_one_line(exc)}") from exc
+        scene_media = str(render.image_settings.media_type)
+        fmt = str(settings.get("output_format") or SCENE)
+        self.ext = apply_output_format(render.image_settings, fmt)
+        self.template = str(settings.get("output_pattern") or scene_template(render.filepath))
+        self.layers = choose_view_layers(scene, [str(n) for n in settings.get("view_layers") or []])
+        self.camera = choose_camera(scene, settings.get("camera"))
+        self.job_name = str(settings.get("job_name") or os.path.splitext(os.path.basename(msg["path"]))[0])
+        # A single-layer format holds one view layer: several are written one file each, unless the scene's
+        # compositor combines them into the one image it means, or the frames are a video's (as a local render
+        # would write them).
+        composited = bool(render.use_compositing) and getattr(scene, "compositing_node_group", None) is not None
+        multilayer = render.image_settings.media_type == "MULTI_LAYER_IMAGE"
+        video = scene_media == "VIDEO" and fmt == SCENE
+        self.per_layer = len(self.layers) > 1 and not (multilayer or composited or video)
+        if self.per_layer:
+            self.template = layer_template(self.template)
         threads = int(settings.get("threads") or 0)
         if threads > 0:
             render.threads_mode, render.threads = "FIXED", threads
@@ -129,6 +210,12 @@ class Child:
             engine=render.engine,
             device=self.device,
             resolution=f"{render.resolution_x}x{render.resolution_y}",
+            media_type=scene_media,
+            file_format=render.image_settings.file_format,
+            ext=self.ext,
+            template=self.template,
+            view_layers=self.layers,
+            per_layer=self.per_layer,
         )
 
     def _select_device(self, scene: Any, settings: dict[str, Any]) -> str:
@@ -149,15 +236,55 @@ class Child:
         bpy = self.bpy
         scene = bpy.context.scene
         frame = int(msg["frame"])
-        path = str(msg["output"])
+        # frame_set also switches to the camera a timeline marker binds to this frame.
         scene.frame_set(frame)
-        # write_still does not expand '#': the full file path is set per frame.
-        scene.render.filepath = path
+        if self.camera is not None:
+            scene.camera = self.camera
+        camera = scene.camera.name if scene.camera is not None else ""
         started = time.monotonic()
-        bpy.ops.render.render(write_still=True)
+        files: list[dict[str, str]] = []
+        if not self.per_layer:
+            layer = self.layers[0] if len(self.layers) == 1 else "all"
+            files.append(self._write(msg, frame, layer, camera))
+        else:
+            try:
+                for layer in self.layers:
+                    for view_layer in scene.view_layers:
+                        view_layer.use = view_layer.name == layer
+                    files.append(self._write(msg, frame, layer, camera))
+            finally:
+                for view_layer in scene.view_layers:
+                    view_layer.use = view_layer.name in self.layers
+        self.send(
+            EV_FRAME,
+            frame=frame,
+            path=files[0]["path"],
+            name=files[0]["name"],
+            files=files if self.per_layer else [],
+            camera=camera,
+            seconds=time.monotonic() - started,
+            device=self.device,
+        )
+
+    def _write(self, msg: dict[str, Any], frame: int, layer: str, camera: str) -> dict[str, str]:
+        """Render the frame (the view layers enabled now) into its file; returns the file's layer, name, path."""
+        name = frame_name(
+            self.template,
+            frame=frame,
+            ext=self.ext,
+            job=str(msg.get("job", "")),
+            name=self.job_name,
+            layer=layer,
+            camera=camera,
+        )
+        path = os.path.join(str(msg["out_dir"]), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # write_still does not expand '#' (and would append an extension): the full file path is set per frame.
+        self.bpy.context.scene.render.filepath = path
+        self.bpy.ops.render.render(write_still=True)
         if not os.path.exists(path):
             raise RuntimeError(f"Blender reported frame {frame} rendered but wrote no file at {path}")
-        self.send(EV_FRAME, frame=frame, path=path, seconds=time.monotonic() - started, device=self.device)
+        return {"layer": layer, "name": name, "path": path}
 
     def serve(self, commands: BinaryIO) -> None:
         bpy = self.bpy

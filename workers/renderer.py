@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from farm.domain.attempts import Fault, Outcome
+from farm.domain.outputs import DEFAULT_TEMPLATE, FORMATS, OutputNameError, check_name, frame_name
 from farm.lifecycle.outcomes import classify_blender_error, classify_exit
 from workers.blender_proc import BlenderDied, BlenderProcess
 from workers.protocol import EV_ERROR, EV_FRAME, EV_OPENED, EV_STATS, OP_OPEN, OP_RENDER, Event, parse_stats
-
-EXTENSIONS = {"PNG": ".png", "EXR": ".exr"}
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,20 @@ class ChunkSpec:
     reload: bool = False  # the inputs were restored since the .blend was opened: open it again
 
     def output_path(self, frame: int) -> Path:
-        ext = EXTENSIONS[str(self.settings.get("output_format", "PNG"))]
-        return self.out_dir / f"frame_{frame:06d}{ext}"
+        """Where a renderer without a scene (the stand-in) writes the frame: the job's pattern or the default.
+        Blender names frames itself, from the scene's output settings (see ``blender_child``)."""
+        fmt = FORMATS.get(str(self.settings.get("output_format", "PNG")), FORMATS["PNG"])
+        template = str(self.settings.get("output_pattern") or DEFAULT_TEMPLATE)
+        return self.out_dir / frame_name(template, frame=frame, ext=fmt[2], job=self.job_id)
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """One view layer's file of a frame written as one file per layer."""
+
+    layer: str
+    name: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,13 @@ class FrameDone:
     path: Path
     seconds: float
     device: str
+    name: str = ""  # the file's name inside the job's outputs (a relative path); the path's name when empty
+    layers: tuple[LayerFile, ...] = ()  # every file of the frame when it is one per view layer (the first is path)
+
+    @property
+    def output_name(self) -> str:
+        """The name the frame is stored under."""
+        return self.name or self.path.name
 
 
 @dataclass
@@ -162,7 +180,7 @@ class BlenderRenderer:
                 message = str(ev.data.get("message", ""))
                 result.outcome, result.exit_code = Outcome.FAILED, 1
                 result.fault = classify_blender_error(message, str(ev.data.get("fault", "")))
-                result.reason = message or f"Blender could not open {spec.blend_path.name}"
+                result.reason = message or f"Blender could not set up {spec.blend_path.name} for rendering"
                 return
             self.proc.loaded = loaded_key
             self._opened = ev
@@ -179,7 +197,7 @@ class BlenderRenderer:
             result.warning = f"rendered with missing inputs (--allow-missing): {listed}"
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         for frame in spec.frames:
-            self.proc.send(OP_RENDER, attempt=spec.attempt, frame=frame, output=str(spec.output_path(frame)))
+            self.proc.send(OP_RENDER, attempt=spec.attempt, frame=frame, out_dir=str(spec.out_dir), job=spec.job_id)
         pending = list(spec.frames)
         while pending:
             ev = self._wait(spec, stopped, {EV_FRAME, EV_ERROR}, on_progress)
@@ -195,12 +213,25 @@ class BlenderRenderer:
             frame = int(ev.data["frame"])
             if frame != pending[0]:
                 raise ProtocolError(f"expected frame {pending[0]}, Blender reported frame {frame}")
-            path = Path(str(ev.data["path"]))
-            if path != spec.output_path(frame):
-                raise ProtocolError(f"frame {frame} was written to {path}, not to this chunk's output folder")
+            path, name = self._file(spec, frame, str(ev.data.get("path", "")), str(ev.data.get("name", "")))
+            layers: list[LayerFile] = []
+            for item in ev.data.get("files") or []:
+                file_path, file_name = self._file(spec, frame, str(item.get("path", "")), str(item.get("name", "")))
+                layers.append(LayerFile(str(item.get("layer", "")), file_name, file_path))
             pending.pop(0)
-            on_frame(FrameDone(frame, path, float(ev.data["seconds"]), str(ev.data["device"])))
+            on_frame(FrameDone(frame, path, float(ev.data["seconds"]), str(ev.data["device"]), name, tuple(layers)))
             result.frames.append(frame)
+
+    @staticmethod
+    def _file(spec: ChunkSpec, frame: int, path: str, name: str) -> tuple[Path, str]:
+        """A file Blender says it wrote: named safely, inside this chunk's output folder."""
+        try:
+            check_name(name)
+        except OutputNameError as exc:
+            raise ProtocolError(f"frame {frame}: {exc}") from exc
+        if Path(path) != spec.out_dir / name:
+            raise ProtocolError(f"frame {frame} was written to {path}, not to this chunk's output folder")
+        return Path(path), name
 
     def _wait(
         self, spec: ChunkSpec, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None
@@ -229,14 +260,7 @@ def tiny_png(width: int, height: int, seed: int) -> bytes:
     raw = row * height
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-        )
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

@@ -69,7 +69,7 @@ class SubmitRequest:
     chunk_size: int = 8
     priority: int = 50
     gpu: bool = False
-    output_format: str = "PNG"
+    output_format: str = "scene"
     allow_missing: bool = False
 
 

@@ -10,8 +10,10 @@ DEVICE_ITEMS = [
     ("GPU", "GPU", "Render on the farm's GPU slots (falls back to CPU when none is free)"),
 ]
 FORMAT_ITEMS = [
-    ("PNG", "PNG", "8-bit PNG frames"),
-    ("EXR", "OpenEXR", "Half-float OpenEXR frames"),
+    ("scene", "Scene", "The scene's own output settings (format, colour depth, codec, passes and view layers)"),
+    ("PNG", "PNG", "PNG frames, overriding the scene's format"),
+    ("EXR", "OpenEXR", "OpenEXR frames (one layer), overriding the scene's format"),
+    ("EXR_MULTILAYER", "OpenEXR Multilayer", "Multilayer OpenEXR frames with every pass and view layer"),
 ]
 
 
@@ -57,7 +59,7 @@ class RenderFarmJobSettings(bpy.types.PropertyGroup):
         name="Device", description="Which farm slots render the job", items=DEVICE_ITEMS, default="CPU"
     )
     output_format: EnumProperty(  # type: ignore[valid-type]
-        name="Output Format", description="File format of the rendered frames", items=FORMAT_ITEMS, default="PNG"
+        name="Output Format", description="File format of the rendered frames", items=FORMAT_ITEMS, default="scene"
     )
     save_before_submit: BoolProperty(  # type: ignore[valid-type]
         name="Save Before Submit",

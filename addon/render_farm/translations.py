@@ -60,10 +60,16 @@ ZH_HANS: dict[str, str] = {
     ),
     "Output Format": "输出格式",
     "File format of the rendered frames": "渲染帧的文件格式",
+    "Scene": "场景",
+    "The scene's own output settings (format, colour depth, codec, passes and view layers)": (
+        "使用场景自身的输出设置（格式、色深、编码、渲染通道和视图层）"
+    ),
     "PNG": "PNG",
-    "8-bit PNG frames": "8 位 PNG 帧",
+    "PNG frames, overriding the scene's format": "PNG 帧，覆盖场景的格式",
     "OpenEXR": "OpenEXR",
-    "Half-float OpenEXR frames": "半精度浮点 OpenEXR 帧",
+    "OpenEXR frames (one layer), overriding the scene's format": "OpenEXR 帧（单层），覆盖场景的格式",
+    "OpenEXR Multilayer": "OpenEXR 多层",
+    "Multilayer OpenEXR frames with every pass and view layer": "包含所有渲染通道和视图层的多层 OpenEXR 帧",
     "Save Before Submit": "提交前保存",
     "Save the .blend before packing it: the farm renders the file as saved": (
         "打包前先保存 .blend 文件：农场渲染的是已保存的文件"

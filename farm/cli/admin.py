@@ -21,6 +21,7 @@ admin_app.add_typer(company_app, name="company")
 admin_app.add_typer(token_app, name="token")
 __import__("farm.cli.gc", fromlist=["register"]).register(admin_app)  # `farm admin gc` (assets, issue 3)
 __import__("farm.cli.fsck", fromlist=["register"]).register(admin_app)  # `farm admin fsck` (issue 11)
+__import__("farm.cli.recover", fromlist=["register"]).register(admin_app)  # `farm admin recover-token` (issue 17)
 
 UNLIMITED = ("max-slots", "gpu-hours-budget", "cpu-hours-budget")
 

@@ -23,6 +23,8 @@ from farm.client import ClientError, FarmClient
 from farm.contract import JobOut
 from farm.domain.states import JOB_TERMINAL
 
+_FORMATS = "PNG, JPEG, TIFF, WEBP, EXR, EXR_MULTILAYER"
+
 app = typer.Typer(help="Shared Blender render farm.", no_args_is_help=True, pretty_exceptions_enable=False)
 
 
@@ -73,11 +75,27 @@ def server(
 @app.command()
 def submit(
     blend: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".blend file to render")],
-    frames: Annotated[str, typer.Option(help="frames, e.g. 1-250, 1-250x2, 1,5,10-20")],
+    frames: Annotated[
+        str | None, typer.Option(help="frames, e.g. 1-250, 1-250x2, 1,5,10-20 (default: the scene's range and step)")
+    ] = None,
     chunk: Annotated[int, typer.Option(help="frames per task")] = 8,
     priority: Annotated[int, typer.Option(help="0-100, higher first within your company")] = 50,
     name: Annotated[str | None, typer.Option(help="job name (default: the file name)")] = None,
-    format: Annotated[str, typer.Option("--format", help="PNG or EXR")] = "PNG",
+    format: Annotated[
+        str, typer.Option("--format", help=f"scene (the scene's own output settings) or an override: {_FORMATS}")
+    ] = "scene",
+    output_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--output-pattern",
+            help="frame file names, e.g. 'render/{name}_{frame:04d}{ext}' (fields: job, name, layer, camera, "
+            "frame, ext); default: the scene's output path",
+        ),
+    ] = None,
+    view_layer: Annotated[
+        list[str] | None, typer.Option("--view-layer", help="render only this view layer (repeatable)")
+    ] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="render through this camera object")] = None,
     resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
     samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="render on GPU slots")] = False,
@@ -89,24 +107,29 @@ def submit(
         str, typer.Option(help="'continue' (render the rest, then fail) or 'fail-job' (stop at once)")
     ] = "continue",
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="make an MP4 preview at the end")] = True,
-    allow_missing: Annotated[
-        bool, typer.Option("--allow-missing", help="submit despite missing files")
-    ] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="submit despite missing files")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Pack the scene, upload what the farm lacks and submit a job."""
-    fmt = format.upper()
-    if fmt not in ("PNG", "EXR"):
-        out.error(f"--format must be PNG or EXR, not {format!r}")
-        raise typer.Exit(2)
     from farm.domain.frames import parse_frames
+    from farm.domain.outputs import FORMATS, SCENE, OutputNameError, check_pattern
     from farm.errors import BadRequest
 
+    fmt = SCENE if format.lower() == SCENE else format.upper().replace("-", "_")
+    if fmt != SCENE and fmt not in FORMATS:
+        out.error(f"--format must be scene or one of {_FORMATS}, not {format!r}")
+        raise typer.Exit(2)
     try:
-        parse_frames(frames)
+        if frames is not None:
+            parse_frames(frames)
+        if output_pattern is not None:
+            check_pattern(output_pattern)
     except BadRequest as exc:
         out.error(exc.message)
+        raise typer.Exit(2) from exc
+    except OutputNameError as exc:
+        out.error(f"--output-pattern: {exc}")
         raise typer.Exit(2) from exc
     with _client() as client:
         try:
@@ -122,6 +145,9 @@ def submit(
                     chunk_size=chunk,
                     priority=priority,
                     output_format=fmt,
+                    output_pattern=output_pattern,
+                    view_layers=list(view_layer or []),
+                    camera=camera,
                     resolution=resolution,
                     samples=samples,
                     gpu=gpu,
@@ -139,6 +165,12 @@ def submit(
             out.warn(f"missing file (submitted anyway): {missing}")
         job = result.job
         if wait:
+            # The id first: whoever stops following (Ctrl-C) can still find the job.
+            message = f"job {job.id} submitted ({job.frames_total} frame(s), frames {job.frames}); following it"
+            if as_json:
+                out.err_console.print(message, highlight=False, soft_wrap=True)
+            else:
+                out.line(message)
             job = _follow(client, job.id, quiet=as_json)
         if as_json:
             out.emit_json(
@@ -233,6 +265,10 @@ def status(
     out.line(f"{job.id} {job.name}: {job.status.value}{reason}, {job.frames_done}/{job.frames_total} frames")
     if job.warning:
         out.line(f"warning: {job.warning}")
+    if job.product is not None:  # issue 13: the video of a video-output scene
+        p = job.product
+        made = f"{p.name} ({p.detail}), `farm download {job.id} --out DIR --video`"
+        out.line(f"video: {made}" if p.status.value == "ready" else f"video failed: {p.reason}")
     if job.actions:
         out.line(f"you can: {', '.join(job.actions)} (farm ACTION {job.id})")
     rows = []
@@ -268,18 +304,29 @@ def logs(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
 def download(
     job_id: Annotated[str, typer.Argument(help="job id")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the frames")],
+    video: Annotated[
+        bool, typer.Option("--video", help="only the video the farm encoded (video-output scenes), not the frames")
+    ] = False,
 ) -> None:
-    """Download the job's frames; files already there with the same content are skipped."""
+    """Download the job's frames, and its video when the scene's output is one; files already there with the same
+    content are skipped."""
     with _client() as client:
         try:
-            frames = client.frames(job_id).frames
-            total = sum(f.size for f in frames)
-            with _bytes_progress("downloading", total) as bar:
-                task = bar.add_task("download", total=total)
-                got, skipped = client.download(job_id, out_dir, progress=lambda n: bar.advance(task, n))
+            job = client.job(job_id)
+            if not video:
+                frames = client.frames(job_id).frames
+                total = sum(sum(layer.size for layer in f.layers) or f.size for f in frames)
+                with _bytes_progress("downloading", total) as bar:
+                    task = bar.add_task("download", total=total)
+                    got, skipped = client.download(job_id, out_dir, progress=lambda n: bar.advance(task, n))
+                out.line(f"{got} frame(s) downloaded, {skipped} already present, into {out_dir}")
+            if video or (job.product is not None and job.product.status.value == "ready"):
+                path, fetched = client.download_product(job_id, out_dir)
+                out.line(f"video {'downloaded' if fetched else 'already present'}: {path}")
+            elif job.product is not None:
+                out.line(f"no video: its encode failed: {job.product.reason}")
         except ClientError as exc:
             raise _fail(exc) from exc
-    out.line(f"{got} frame(s) downloaded, {skipped} already present, into {out_dir}")
 
 
 @app.command()
@@ -347,6 +394,7 @@ def demo(
 __import__("farm.cli.addon", fromlist=["register"]).register(app)  # `farm addon build|install`
 __import__("farm.cli.admin", fromlist=["register"]).register(app)  # `farm admin …`, `farm login`
 __import__("farm.cli.jobctl", fromlist=["register"]).register(app)  # pause/resume/retry/unblock, scheduler, api
+__import__("farm.cli.migrate", fromlist=["register"]).register(app)  # `farm migrate` (the chart's hook Job)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import httpx
 
 from farm.client import config as clientconfig
 from farm.client.packing import HashCache, Pack, manifest, trace
+from farm.client.scene_info import SceneUnreadable, read_scene
 from farm.contract import (
     BlobsMissingResponse,
     Blocklist,
@@ -29,6 +30,7 @@ from farm.contract import (
     UnblockRequest,
     UsageReport,
 )
+from farm.domain.outputs import OutputNameError, check_name
 
 Progress = Callable[[int], None]
 log = logging.getLogger(__name__)
@@ -187,14 +189,29 @@ class FarmClient:
     def submit(
         self,
         blend: Path,
-        frames: str,
+        frames: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
         allow_missing: bool = False,
         hash_cache: HashCache | None = None,
         **options: Any,
     ) -> SubmitResult:
-        """Trace, hash, upload what is missing and create the job (``hash_cache``: default the user's)."""
+        """Trace, hash, upload what is missing and create the job (``hash_cache``: default the user's).
+
+        Without ``frames`` the scene's own range and step are rendered. Requested view layers and cameras are
+        checked against the file first (``ValueError`` naming those that exist)."""
+        layers = list(options.get("view_layers") or [])
+        try:
+            scene = read_scene(Path(blend))
+        except SceneUnreadable:
+            if frames is None or layers or options.get("camera"):
+                raise
+            scene = None  # the farm's Blender says what is wrong with the file
+        if scene is not None:
+            scene.check(layers, options.get("camera"))
+            frames = frames or scene.frames
+        if frames is None:
+            raise SceneUnreadable(f"no frames given and no frame range read from {Path(blend).name}")
         with trace(Path(blend)) as pack:  # closing removes rewritten temporary copies of .blend files
             if pack.missing and not allow_missing:
                 raise MissingFiles(pack.missing)
@@ -212,9 +229,7 @@ class FarmClient:
         return SubmitResult(job, uploaded, reused, files, pack.missing)
 
     def create_job(self, spec: JobCreate) -> JobOut:
-        data = self._request(
-            "POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)
-        ).json()
+        data = self._request("POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)).json()
         return JobOut.model_validate(data)
 
     # ---- jobs -----------------------------------------------------------------------------------------------
@@ -286,6 +301,39 @@ class FarmClient:
         os.replace(tmp, dest)
         return dest
 
+    def download_product(self, job_id: str, out_dir: Path, progress: Progress | None = None) -> tuple[Path, bool]:
+        """Save the job's video product (issue 13) into ``out_dir`` under its name; returns (path, downloaded):
+        a file already there with the same hash is kept. ``ClientError`` 404 says why there is none."""
+        product = self.job(job_id).product
+        if product is None or product.status.value != "ready":
+            why = product.reason if product is not None else "the scene's output is not a video, or it is encoding"
+            raise ClientError(404, f"job {job_id} has no video to download: {why}")
+        dest = out_dir / Path(product.name).name
+        if dest.exists() and _sha256(dest) == product.sha256:
+            return dest, False
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        digest = hashlib.sha256()
+        try:
+            with self.http.stream("GET", f"/api/v1/jobs/{job_id}/product", follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(response.status_code, response.text)
+                with tmp.open("wb") as handle:
+                    for block in response.iter_bytes():
+                        digest.update(block)
+                        handle.write(block)
+                        if progress is not None:
+                            progress(len(block))
+        except httpx.TransportError as exc:
+            tmp.unlink(missing_ok=True)
+            raise FarmUnreachable(self.url, exc) from exc
+        if digest.hexdigest() != product.sha256:
+            tmp.unlink(missing_ok=True)
+            raise ClientError(0, "the video arrived corrupted (hash mismatch); run download again")
+        os.replace(tmp, dest)
+        return dest, True
+
     def download(self, job_id: str, out_dir: Path, progress: Progress | None = None) -> tuple[int, int]:
         """Fetch every stored frame into ``out_dir``; files already there with the same hash are skipped.
 
@@ -293,17 +341,30 @@ class FarmClient:
         """
         out_dir.mkdir(parents=True, exist_ok=True)
         downloaded = skipped = 0
+        # Every file: the frame's, or each view layer's when the frame was written one file per layer.
+        files: list[tuple[int, str, int, str, str | None]] = []
         for frame in self.frames(job_id).frames:
-            dest = out_dir / frame.name
-            if dest.exists() and _sha256(dest) == frame.sha256:
+            if frame.layers:
+                files += [(frame.frame, f.name, f.size, f.sha256, f.layer) for f in frame.layers]
+            else:
+                files.append((frame.frame, frame.name, frame.size, frame.sha256, None))
+        for number, name, size, sha256, layer in files:
+            try:
+                # The job's own layout (e.g. render/shot_0001.exr), never a path outside ``out_dir``.
+                dest = out_dir / check_name(name, what="frame name")
+            except OutputNameError as exc:
+                raise ClientError(0, f"frame {number}: {exc}") from exc
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists() and _sha256(dest) == sha256:
                 skipped += 1
                 if progress is not None:
-                    progress(frame.size)
+                    progress(size)
                 continue
             tmp = dest.with_name(f".{dest.name}.part")
+            params = {"layer": layer} if layer is not None else None
             try:
                 with self.http.stream(
-                    "GET", f"/api/v1/jobs/{job_id}/frames/{frame.frame}", follow_redirects=True
+                    "GET", f"/api/v1/jobs/{job_id}/frames/{number}", params=params, follow_redirects=True
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
@@ -318,11 +379,9 @@ class FarmClient:
             except httpx.TransportError as exc:
                 tmp.unlink(missing_ok=True)
                 raise FarmUnreachable(self.url, exc) from exc
-            if digest.hexdigest() != frame.sha256:
+            if digest.hexdigest() != sha256:
                 tmp.unlink(missing_ok=True)
-                raise ClientError(
-                    0, f"frame {frame.frame} arrived corrupted (hash mismatch); run download again"
-                )
+                raise ClientError(0, f"frame {number} arrived corrupted (hash mismatch); run download again")
             os.replace(tmp, dest)
             downloaded += 1
         return downloaded, skipped

@@ -50,14 +50,15 @@ def take_sqlite_write_lock(session: Session, job_id: str) -> None:
         session.execute(update(Job).where(Job.id == job_id).values(status=Job.status))
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and foreign keys so API and scheduler can share it."""
+def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and foreign keys so API and scheduler can share it. A database
+    locked or unreachable past ``busy_timeout_s`` raises (the API answers 503 with Retry-After: ``web.errors``)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -65,11 +66,18 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=busy_timeout_s,
+        connect_args={"connect_timeout": max(1, round(busy_timeout_s))},
+    )
 
 
 def alembic_config(url: str) -> Config:
@@ -115,9 +123,9 @@ def migrate(engine: Engine) -> None:
 class Database:
     """Engine plus a session factory; ``with db.session() as s:`` commits on success, rolls back on error."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, busy_timeout_s)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:

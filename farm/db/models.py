@@ -167,6 +167,9 @@ class Frame(Base):
     device: Mapped[str] = mapped_column(String(64), default="CPU")
     render_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A frame written as one file per view layer: [{layer, key, name, size, sha256}] for every file (the first
+    # is also the row's own key); null for one file per frame.
+    layers: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True, default=None)
 
 
 class UsageEntry(Base):
@@ -209,6 +212,22 @@ class NodeBeat(Base):
     beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SchedulerLease(Base):
+    """Which scheduler leads (``scheduler.leader``): the holder renews ``beat``; a standby that sees holder, generation
+    and beat unchanged for a whole lease takes over with ``generation + 1``. Writes of the scheduler are fenced by
+    the generation. ``loop_at``/``loop_seconds`` tell ``/metrics`` of every process how the dispatch loop fares."""
+
+    __tablename__ = "scheduler_lease"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    beat: Mapped[int] = mapped_column(Integer, default=0)
+    renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    loop_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    loop_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    lease_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class BlocklistEntry(Base):
     """Failed attempts of one job on one node; ``blocked_at`` set means the node gets no more of its chunks."""
 
@@ -219,3 +238,34 @@ class BlocklistEntry(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobProduct(Base):
+    """What the farm makes from a job once every frame is in (the video a video-output scene asks for); one row per
+    job. ``status``: ``checking`` (the scene is being read, shown as nothing), ``ready`` or ``failed`` (``reason``
+    says why; the frames stay either way). The bytes live at ``key`` in the store."""
+
+    __tablename__ = "job_products"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="video")
+    status: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    key: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")  # e.g. "MPEG4 H264 24 fps, AAC"
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BrowserSessionRow(Base):
+    """A logged-in monitor session (issue 17): the cookie carries a random id whose sha256 is the key here, so
+    logout, expiry and revocation of the token end the session at once, on every replica."""
+
+    __tablename__ = "browser_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(40), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -31,7 +31,6 @@ class Fault(StrEnum):
     STORAGE = "storage"
 
 
-
 @dataclass(frozen=True)
 class Assignment:
     """One chunk for one attempt."""
@@ -47,8 +46,21 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class StoredLayer:
+    """One view layer's file of a frame rendered as one file per layer (a single-layer format, several layers)."""
+
+    layer: str
+    key: str
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class StoredFrame:
-    """A frame the worker stored: its key, size and sha256 are those of the uploaded file."""
+    """A frame the worker stored: its key, size and sha256 are those of the uploaded file. A frame rendered as one
+    file per view layer lists every file in ``layers`` (the first is also the frame's own key); the worker reports
+    the frame only once all of them are stored."""
 
     task_id: str
     attempt: int
@@ -59,6 +71,7 @@ class StoredFrame:
     sha256: str
     device: str = "CPU"
     seconds: float = 0.0
+    layers: tuple[StoredLayer, ...] = ()
 
 
 @dataclass(frozen=True)

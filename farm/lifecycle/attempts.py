@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -131,6 +131,8 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
             continue
         row.key, row.name, row.size, row.sha256 = ev.key, ev.name, ev.size, ev.sha256
         row.device, row.render_seconds, row.created_at = ev.device, ev.seconds, now
+        # One file per view layer: every file, each with its size and sha256 (the first is the row's own).
+        row.layers = [asdict(layer) for layer in ev.layers] or None
         recorded += 1
     return recorded
 
@@ -141,6 +143,8 @@ def missing_frames(s: Session, task: Task) -> list[int]:
     for frame in task.frames:
         row = _frame(s, task.job_id, frame)
         if row is None or row.task_id != task.id or not row.sha256:
+            missing.append(frame)
+        elif row.layers and not all(layer.get("sha256") and layer.get("key") for layer in row.layers):
             missing.append(frame)
     return missing
 

@@ -76,8 +76,14 @@ def render_preview(
         # Renumbered 1..N: ffmpeg's image2 demuxer reads a gap-free sequence, and a job may render 1-250x5.
         for i, key in enumerate(frame_keys, start=1):
             store.get_file(key, tmp / f"{i:06d}{ext}")
+            if ext == ".exr":
+                # ffmpeg reads neither multi-part nor Blender's multilayer channel names: the Combined pass is
+                # tone-mapped here, the same way as the thumbnails.
+                _exr_to_png(tmp / f"{i:06d}{ext}")
+        if ext == ".exr":
+            ext = ".png"
         out = tmp / PREVIEW_NAME
-        command = ffmpeg_command(tmp / f"%06d{ext}", out, fps, exr=ext == ".exr")
+        command = ffmpeg_command(tmp / f"%06d{ext}", out, fps, exr=False)
         result = subprocess.run(command, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
         if result.returncode != 0 or not out.exists():
             raise RuntimeError(f"ffmpeg failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
@@ -85,6 +91,16 @@ def render_preview(
         store.put_file(key, out)
     log.info("job %s: preview of %d frame(s) stored as %s", job_id, len(frame_keys), key)
     return key
+
+
+def _exr_to_png(path: Path) -> None:
+    """Replace an EXR frame by an 8-bit sRGB PNG of its Combined pass (``path`` with ``.png``)."""
+    from PIL import Image
+
+    from farm.media.thumbnails import read_exr, tone_map
+
+    Image.fromarray(tone_map(read_exr(path)), "RGB").save(path.with_suffix(".png"), compress_level=1)
+    path.unlink()
 
 
 def _preview_task(config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int) -> str | None:

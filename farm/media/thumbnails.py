@@ -1,4 +1,6 @@
-"""Frame thumbnails: a fixed-width JPEG per stored frame (PNG, JPEG or tone-mapped EXR), made once and stored.
+"""Frame thumbnails: a fixed-width JPEG per stored frame, made once and stored. Pillow reads PNG, JPEG, TIFF,
+WebP, BMP and Targa; OpenEXR (plain or Blender's multilayer: the Combined pass of the first view layer) is
+tone-mapped from scene-linear light.
 
 A thumbnail lives next to its frame in the object store, ``outputs/<company>/<job>/thumbs/<stem>.<sha>.jpg``; the
 frame's hash is part of the name so a frame rendered again (a retried chunk) never shows a stale picture.
@@ -59,10 +61,14 @@ def tone_map(rgb: NDArray[np.float32]) -> NDArray[np.uint8]:
 
 
 def _pick(channels: dict[str, NDArray[np.float32]], name: str) -> NDArray[np.float32] | None:
-    """Channel ``R`` of a plain EXR, or ``<layer>.R`` of a multilayer one (the first layer that has it)."""
+    """Channel ``R`` of a plain EXR, or of a multilayer one (``<view layer>.<pass>.R``, Blender's naming): the
+    Combined pass of the first view layer that has one, else the first layer or pass that has the channel."""
     if name in channels:
         return channels[name]
-    for key in sorted(channels):
+    for key in channels:  # file order: Blender writes the view layers in the scene's order
+        if key.endswith(f".Combined.{name}") or key == f"Combined.{name}":
+            return channels[key]
+    for key in channels:
         if key.endswith("." + name):
             return channels[key]
     return None
@@ -74,7 +80,12 @@ def read_exr(path: Path) -> NDArray[np.float32]:
 
     try:
         with OpenEXR.File(str(path), separate_channels=True) as exr:
-            channels = {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in exr.channels().items()}
+            # Every part: a multilayer EXR from Blender keeps each view layer and pass in a part of its own.
+            channels = {
+                name: np.asarray(ch.pixels, dtype=np.float32)
+                for part in exr.parts
+                for name, ch in part.channels.items()
+            }
     except Exception as exc:
         raise BadRequest(f"{path.name} is not a readable OpenEXR file: {exc}") from exc
     planes = [_pick(channels, c) for c in ("R", "G", "B")]

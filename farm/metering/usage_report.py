@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm.contract import Role, UsageCompany, UsageReport, UsageRow
+from farm.contract import UsageCompany, UsageReport, UsageRow
 from farm.db.models import Company, Job, UsageEntry
 from farm.metering import quota
 from farm.metering.ledger import month_bounds
 from farm.services import companies
-from farm.services.auth import Principal, require
+from farm.services.auth import USAGE_ROLE, Principal, require
 
 CSV_COLUMNS = ["company", "job_id", "job_name", "resource", "seconds", "hours", "rate", "cost"]
 
@@ -28,7 +28,7 @@ def build(
     session: Session, who: Principal, month: str | None, company: str | None = None, per_job: bool = False
 ) -> UsageReport:
     """The report the caller may see; ``company`` narrows a platform admin's view to one company."""
-    require(who, Role.COMPANY_ADMIN, "reading usage")
+    require(who, USAGE_ROLE, "reading usage")
     if company is not None:
         scope: list[Company] = [companies.get(session, who, company)]
     else:

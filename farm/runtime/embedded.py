@@ -12,17 +12,22 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from farm import media
 from farm.clock import SystemClock
 from farm.db.engine import Database
+from farm.lifecycle import attempts
 from farm.media.preview import PreviewMaker
+from farm.media.video import VideoMaker
 from farm.metering.storage_usage import StorageSampler
 from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap, offer_to_cli
 from farm.runtime.scheduler import dispatch_config
+from farm.runtime.serving import GracefulServer, configure_logging, uvicorn_config
 from farm.settings import ServerSettings
-from scheduler import heartbeat, ray_runtime
+from scheduler import heartbeat, leader, ray_runtime
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare
+from scheduler.nodes import NodeView
 from scheduler.pool import WorkerPool
 from storage.base import ObjectStore
 from storage.factory import make_store, store_config
@@ -63,6 +68,27 @@ class EmbeddedFarm:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
+        # Issue 14: one scheduler per database, even with two `farm server` on one data dir (scheduler.leader).
+        self.meter = leader.LoopMeter(self.clock)
+        lease = leader.Lease(self.db, self.clock, leader.identity(), settings.scheduler_lease_s)
+        self.elector = leader.Elector(lease, self.meter)
+        self.fenced: leader.FencedDatabase | None = None
+
+    def _lead(self) -> leader.FencedDatabase:
+        """Wait for the scheduler lease (at once unless another live scheduler holds it) and keep it; the
+        dispatcher writes through the returned database, fenced by the lease."""
+        generation = self.elector.wait_for_leadership(self._stop)
+        if generation is None:
+            raise RuntimeError("stopped while waiting for the scheduler lease")
+        self.fenced = leader.FencedDatabase(self.db, self.elector.lease, generation)
+        self.elector.keep(on_lost=self._lost)
+        return self.fenced
+
+    def _lost(self) -> None:
+        log.error("another scheduler took this farm's lease: dispatching stops (the API keeps serving)")
+        self._stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
 
     def prepare(self) -> None:
         """Database, store, admin token, Ray and warm workers; everything but serving HTTP."""
@@ -99,17 +125,21 @@ class EmbeddedFarm:
         log.info("%d render slot(s) warm in %.1fs", len(layout), time.monotonic() - started)
         # Reliability (issue 5): leases and the per-job node blocklist, from the settings.
         self.dispatcher = Dispatcher(
-            self.db,
+            self._lead(),
             self.pool,
             self.clock,
             dispatch_config(self.settings),
             FairShare(self.settings.fair_share_window_s, self.settings.starvation_s),
         )
         # Assets (issue 3): a preview movie after a job's last frame, storage bytes sampled into the ledger.
-        self.dispatcher.on_job_completed = PreviewMaker(self.db, cfg)
+        # Issue 13: a video-output scene gets the video it asks for, encoded after its last frame.
+        video = VideoMaker(self.db, cfg, self.clock)
+        self.dispatcher.on_job_completed = media.each(PreviewMaker(self.db, cfg), video)
+        self.dispatcher.periodic.append(video.collect)
         self.dispatcher.periodic.append(
             StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
         )
+        self.dispatcher.periodic.append(self.meter)  # farm_scheduler_* metrics (issue 14)
         self.dispatcher.recover()
 
     def _start_scheduler(self) -> None:
@@ -127,22 +157,21 @@ class EmbeddedFarm:
         pool = self.pool
         if pool is not None:
             # Worker and node states for /metrics straight from the in-process pool (fresher than heartbeats).
-            nodes = heartbeat.RayNodes()
-            metrics.use_worker_source(app, lambda: heartbeat.snapshot(pool, nodes()))
+            view = self.dispatcher.node_view if self.dispatcher is not None else NodeView()
+            metrics.use_worker_source(app, lambda: heartbeat.snapshot(pool, view.states()))
             # The monitor's Workers page reads the live slots too (web.monitor.workers).
             app.state.worker_snapshot = lambda: pool_snapshot(pool, self.dispatcher)
         return app
 
     def _uvicorn(self) -> uvicorn.Server:
-        config = uvicorn.Config(
-            self._app(),
-            host=self.settings.host,
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-        )
-        self._server = uvicorn.Server(config)
+        # On SIGTERM the scheduler stops handing out chunks at once, before HTTP drains (issue 14).
+        self._server = GracefulServer(uvicorn_config(self._app(), self.settings, self.port), self._stop_dispatching)
         return self._server
+
+    def _stop_dispatching(self) -> None:
+        self._stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
 
     def start(self) -> EmbeddedFarm:
         """Everything, with HTTP served from a background thread (tests, ``farm demo``)."""
@@ -163,6 +192,7 @@ class EmbeddedFarm:
 
     def serve_forever(self) -> None:
         """``farm server``: HTTP in this thread until interrupted."""
+        configure_logging(self.settings)
         self.prepare()
         self._start_scheduler()
         if self.settings.write_cli_config:
@@ -185,8 +215,23 @@ class EmbeddedFarm:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+        self._hand_over()
         ray_runtime.shutdown()
         self.db.dispose()
+
+    def _hand_over(self) -> None:
+        """With the workers stopped: requeue the chunks they held (not lost: the next scheduler renders them),
+        then release the scheduler lease so a standby or the next start need not wait it out."""
+        if self.fenced is not None and not self.elector.lost.is_set():
+            try:
+                with self.fenced.session() as s:
+                    requeued = attempts.recover(s, self.clock.now())
+                if requeued:
+                    log.info("stopping: %d running chunk(s) requeued", requeued)
+            except Exception:
+                log.warning("running chunks not requeued now; the next start requeues them", exc_info=True)
+        self.elector.release()
+        self.fenced = None
 
     def __enter__(self) -> EmbeddedFarm:
         return self.start()

@@ -152,7 +152,7 @@ def build_scene(out_dir: Path, resolution: tuple[int, int], samples: int, frames
     render.film_transparent = False
     render.image_settings.file_format = "PNG"
     render.image_settings.color_mode = "RGB"
-    render.filepath = "//render/frame_"
+    render.filepath = "//frame_######"  # the farm names frames after it: frame_000001.png
 
     cycles = scene.cycles
     cycles.device = "CPU"

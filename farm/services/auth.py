@@ -36,9 +36,16 @@ class Principal:
         """True when this principal's role is ``role`` or above it."""
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
+    @property
+    def reads_usage(self) -> bool:
+        """The one rule for usage and cost, in the API, the CLI and the monitor (``USAGE_ROLE`` and above)."""
+        return self.may(USAGE_ROLE)
+
 
 #: Each role may do what the ones below it may: artist < company-admin < platform-admin.
 ROLE_RANK: dict[Role, int] = {Role.ARTIST: 0, Role.COMPANY_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
+#: Usage and cost are a company admin's (their own company's) and the platform admin's (every company's).
+USAGE_ROLE = Role.COMPANY_ADMIN
 
 
 def require(who: Principal, role: Role, action: str) -> None:

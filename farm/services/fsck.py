@@ -68,10 +68,16 @@ def scan(db: Database, store: ObjectStore) -> Findings:
         blob_rows = {
             (str(c), str(sha)): int(size) for c, sha, size in s.execute(select(Blob.company_id, Blob.sha256, Blob.size))
         }
-        frame_rows = [
-            (str(job), int(frame), str(key), int(size))
-            for job, frame, key, size in s.execute(select(Frame.job_id, Frame.frame, Frame.key, Frame.size))
-        ]
+        frame_rows: list[tuple[str, int, str, int]] = []
+        query = select(Frame.job_id, Frame.frame, Frame.key, Frame.size, Frame.layers)
+        for job, frame, key, size, layers in s.execute(query):
+            frame_rows.append((str(job), int(frame), str(key), int(size)))
+            # A frame written one file per view layer: each file is checked too (the first is the row's own).
+            frame_rows += [
+                (str(job), int(frame), str(item["key"]), int(str(item["size"])))
+                for item in layers or []
+                if item.get("key") != key
+            ]
     objects = {info.key: info for info in store.list(BLOB_PREFIX)}
     outputs = {info.key: info for info in store.list(OUTPUT_PREFIX)}
     # Frames are stored under outputs/; a row naming another place is looked up one by one.

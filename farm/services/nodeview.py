@@ -2,7 +2,8 @@
 
 The scheduler (``scheduler.heartbeat``) writes it; every API replica reads it for ``/metrics`` and the monitor. The
 rows are a lease: rows older than ``LEASE_S`` mean the scheduler stopped reporting, and everything they described
-counts as lost. No Ray here.
+counts as lost. No Ray here: node names and "alive" come from the scheduler's one reader of Ray's node table
+(``scheduler.nodes.NodeView``), the same the dispatcher and the pool ask.
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from farm.clock import new_id, utc
 from farm.contract import Role, TokenCreate, TokenCreated, TokenOut
-from farm.db.models import ApiToken, Company, User
+from farm.db.models import ApiToken, BrowserSessionRow, Company, User
 from farm.errors import Forbidden, NotFound
 from farm.services import companies
 from farm.services.auth import Principal, create_token, require
@@ -89,4 +89,6 @@ def revoke(session: Session, who: Principal, token_id: str, now: datetime) -> Ap
     if row.revoked_at is None:
         row.revoked_at = now
         log.info("token %s revoked by %s", row.id, who.token_id)
+    # Its monitor sessions end with it (they are refused anyway: this keeps the table clean).
+    session.execute(delete(BrowserSessionRow).where(BrowserSessionRow.token_id == row.id))
     return row

@@ -10,9 +10,8 @@ import pytest
 
 from farm.client import FarmClient
 from farm.client.packing import Pack
-from farm.clock import SystemClock
 from farm.contract import ManifestEntry, Role
-from farm.services.auth import create_token, ensure_company
+from tests import factories
 from tests.assets.conftest import MAX_UPLOAD, Api
 
 
@@ -99,8 +98,7 @@ def test_blobs_are_namespaced_per_company(s3_api: Api) -> None:
             f"/api/v1/blobs/{sha(data)}/commit", json={"size": len(data), "upload": target["upload"]}
         ).is_success
     with s3_api.db.session() as s:
-        other = ensure_company(s, "studio-b", SystemClock().now())
-        token_b, _ = create_token(s, other, Role.ARTIST, SystemClock().now())
+        token_b = factories.token(s, "studio-b", Role.ARTIST)
     with http(s3_api, token_b) as b:
         # B cannot learn that A holds the file: for B it is missing like any other...
         assert b.post("/api/v1/blobs/missing", json={"hashes": [sha(data)]}).json()["missing"] == [sha(data)]

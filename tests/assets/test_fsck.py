@@ -30,15 +30,13 @@ from farm.clock import SystemClock
 from farm.contract import Role, TokenCreate
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Frame, Job
-from farm.runtime.api import wire_app
-from farm.runtime.bootstrap import bootstrap
 from farm.services import fsck
-from farm.services.auth import DEFAULT_COMPANY, create_token, ensure_company
+from farm.services.auth import DEFAULT_COMPANY
 from farm.services.blobs import new_upload_id, upload_key
-from farm.settings import ServerSettings
 from storage.base import ObjectInfo, ObjectStore, blob_key, output_key
 from storage.local import LocalDirStore
 from storage.s3 import S3Store
+from tests import factories
 from tests.s3_server import S3ServerProcess
 
 GRACE = timedelta(minutes=60)
@@ -80,19 +78,10 @@ class World:
 
 @contextmanager
 def make_world(tmp_path: Path, store: ObjectStore, kind: str) -> Iterator[World]:
-    settings = ServerSettings(data_dir=tmp_path, port=0, write_cli_config=False)
-    db = Database(settings.db_url)
-    db.migrate()
-    token = bootstrap(db, SystemClock(), tmp_path)
-    with db.session() as s:
-        company_id = str(s.scalar(select(Company.id).where(Company.name == DEFAULT_COMPANY)))
-    app = wire_app(settings, db, store, SystemClock())
-    try:
-        with TestClient(app) as http:
-            http.headers["Authorization"] = f"Bearer {token}"
-            yield World(http, db, store, company_id, kind, tmp_path)
-    finally:
-        db.dispose()
+    with factories.api_farm(tmp_path, store) as farm, factories.client(farm) as http:
+        with farm.db.session() as s:
+            company_id = str(s.scalar(select(Company.id).where(Company.name == DEFAULT_COMPANY)))
+        yield World(http, farm.db, store, company_id, kind, tmp_path)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -302,7 +291,7 @@ def test_fsck_is_for_platform_admins(local: World) -> None:
     now = SystemClock().now()
     for role in (Role.ARTIST, Role.COMPANY_ADMIN):
         with local.db.session() as s:
-            token, _ = create_token(s, ensure_company(s, "fsck-co", now), role, now)
+            token = factories.token(s, "fsck-co", role, now)
         response = local.api.post(
             "/api/v1/admin/fsck", json={"repair": True}, headers={"Authorization": f"Bearer {token}"}
         )

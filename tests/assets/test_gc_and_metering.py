@@ -13,15 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from farm.clock import SystemClock
-from farm.db.engine import Database
 from farm.db.models import Blob, Job
 from farm.metering.storage_usage import BYTES_PER_GB, StorageSampler, bytes_by_company
-from farm.runtime.bootstrap import bootstrap
 from farm.services.blobs import UPLOAD_PREFIX, new_upload_id
-from farm.settings import ServerSettings
 from storage.base import output_key
-from storage.local import LocalDirStore
-from web.app import create_app
+from tests import factories
 from web.deps import AppContext
 
 
@@ -31,17 +27,9 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture()
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    settings = ServerSettings(data_dir=tmp_path, port=0, write_cli_config=False)
-    db = Database(settings.db_url)
-    db.migrate()
-    token = bootstrap(db, SystemClock(), tmp_path)
-    store = LocalDirStore(tmp_path / "objects")
-    ctx = AppContext(settings=settings, db=db, store=store, clock=SystemClock())
-    with TestClient(create_app(ctx)) as http:
-        http.headers["Authorization"] = f"Bearer {token}"
-        http.app_ctx = ctx  # type: ignore[attr-defined]
+    with factories.api_farm(tmp_path) as farm, factories.client(farm) as http:
+        http.app_ctx = farm.app.state.ctx  # type: ignore[attr-defined]
         yield http
-    db.dispose()
 
 
 def upload(api: TestClient, data: bytes) -> str:

@@ -6,18 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.db.models import Company, Job, Task, TaskAttempt
-from farm.lifecycle.transitions import recount
+from farm.db.models import Job, Task, TaskAttempt
 from scheduler import claims
 from scheduler.dispatcher import Dispatcher
 from scheduler.pool import Slot, WorkerPool
+from tests import factories
 
 pytest_plugins = ["tests.db.backends"]  # db_url (SQLite and PostgreSQL), postgres
 
@@ -42,42 +41,12 @@ def fake_pool(name: str, slots: int) -> WorkerPool:
 
 
 def seed(db: Database, jobs: int, tasks_per_job: int) -> list[str]:
-    now = datetime.now(UTC)
     ids = []
     with db.session() as s:
-        s.add(Company(id="c-acme", name="acme", created_at=now))
-        s.flush()
+        acme = factories.company(s, "acme", id="c-acme")
         for j in range(jobs):
-            job_id = f"job-{j}"
-            s.add(
-                Job(
-                    id=job_id,
-                    company_id="c-acme",
-                    name=f"shot {j}",
-                    status="queued",
-                    status_reason="",
-                    priority=50,
-                    frames=f"1-{tasks_per_job}",
-                    chunk_size=1,
-                    blend_file="scene.blend",
-                    manifest={},
-                    settings={},
-                    frames_total=tasks_per_job,
-                    created_at=now,
-                )
-            )
-            s.flush()
-            for i in range(tasks_per_job):
-                task_id = f"task-{j}-{i}"
-                s.add(
-                    Task(
-                        id=task_id, job_id=job_id, index=i, frames=[i + 1], status="queued", attempts=0, updated_at=now
-                    )
-                )
-                ids.append(task_id)
-        s.flush()
-        for job in s.scalars(select(Job)):
-            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
+            job = factories.job(s, acme, frames=f"1-{tasks_per_job}", id=f"job-{j}", name=f"shot {j}")
+            ids += [f"{job.id}-t{i}" for i in range(tasks_per_job)]
     return ids
 
 
@@ -137,18 +106,18 @@ def test_a_held_row_is_skipped_not_waited_for(pg_db):
     seed(pg_db, jobs=1, tasks_per_job=2)
     with pg_db.session() as first:
         job = first.get(Job, "job-0")
-        task = first.get(Task, "task-0-0")
-        assert claims.claim(first, job, task)  # holds job-0 and task-0-0 until this block ends
+        task = first.get(Task, "job-0-t0")
+        assert claims.claim(first, job, task)  # holds job-0 and job-0-t0 until this block ends
         task.status = "dispatched"
         with pg_db.session() as second:
             started = time.monotonic()
-            other_job, other_task = second.get(Job, "job-0"), second.get(Task, "task-0-1")
+            other_job, other_task = second.get(Job, "job-0"), second.get(Task, "job-0-t1")
             assert not claims.claim(second, other_job, other_task)  # job-0 is held: skip, do not block
             assert time.monotonic() - started < 2.0
     with pg_db.session() as s:
         job = s.get(Job, "job-0")
-        assert not claims.claim(s, job, s.get(Task, "task-0-0"))  # already dispatched
-        assert claims.claim(s, job, s.get(Task, "task-0-1"))
+        assert not claims.claim(s, job, s.get(Task, "job-0-t0"))  # already dispatched
+        assert claims.claim(s, job, s.get(Task, "job-0-t1"))
 
 
 def test_a_job_the_api_is_canceling_is_not_dispatched_meanwhile(pg_db):
@@ -157,6 +126,6 @@ def test_a_job_the_api_is_canceling_is_not_dispatched_meanwhile(pg_db):
         api.scalar(select(Job).where(Job.id == "job-0").with_for_update())  # what jobs.get_job(lock=True) does
         api.get(Job, "job-0").status = "cancel-requested"
         with pg_db.session() as scheduler:
-            assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "task-0-0"))
+            assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "job-0-t0"))
     with pg_db.session() as scheduler:  # after the cancel committed: the job is no longer dispatchable
-        assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "task-0-0"))
+        assert not claims.claim(scheduler, scheduler.get(Job, "job-0"), scheduler.get(Task, "job-0-t0"))

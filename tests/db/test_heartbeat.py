@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from farm.db.engine import Database
 from farm.services import nodeview
 from farm.services.nodeview import NodeState, Snapshot, WorkerState
-from scheduler.heartbeat import RayNodes
+from scheduler.nodes import NodeView
 
 pytest_plugins = ["tests.db.backends"]  # db_url (SQLite and PostgreSQL), postgres
 
@@ -40,7 +40,7 @@ def test_lost_nodes_are_reported_for_a_while_planned_shutdowns_never():
         {"NodeID": "b", "NodeManagerHostname": "gpu-2", "Alive": False, "DeathReason": 2},  # unexpected
         {"NodeID": "c", "NodeManagerHostname": "cpu-1", "Alive": False, "DeathReason": 4},  # autoscaler, idle
     ]
-    nodes = RayNodes(list_nodes=lambda: table, monotonic=lambda: clock[0], lost_window_s=600)
-    assert nodes() == [NodeState("a", "gpu-1", True), NodeState("b", "gpu-2", False)]
+    nodes = NodeView(list_nodes=lambda: table, monotonic=lambda: clock[0], lost_window_s=600)
+    assert nodes.states() == [NodeState("a", "gpu-1", True), NodeState("b", "gpu-2", False)]
     clock[0] = 601.0
-    assert nodes() == [NodeState("a", "gpu-1", True)]
+    assert nodes.states() == [NodeState("a", "gpu-1", True)]

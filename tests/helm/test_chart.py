@@ -128,7 +128,7 @@ def test_values_by_role() -> None:
     "bad",
     [
         {"api": {"port": "http"}},
-        {"scheduler": {"replicas": 2}},
+        {"scheduler": {"replicas": 0}},
         {"gpuWorkers": {"kernelCache": {"type": "nfs"}}},
         {"cpuWorkers": {"resources": {"limits": {"cpu": "lots"}}}},
         {"minio": {"external": {"endpoint": "https://s3.example"}}},
@@ -400,12 +400,22 @@ def test_ingress_routes_to_api(ci_docs: list[Doc], default_docs: list[Doc]) -> N
 # --- scheduler -----------------------------------------------------------------------------------------------
 
 
-def test_one_scheduler_recreated(default_docs: list[Doc]) -> None:
+def test_scheduler_replicas_elect_a_leader_and_are_probed(default_docs: list[Doc]) -> None:
+    """Two replicas (one leads through the database lease, one stands by); a rolling update starts the new pod
+    as a standby before the old one releases the lease; liveness and readiness ask the health endpoint."""
     scheduler = one(default_docs, "Deployment", SCHEDULER)
-    assert scheduler["spec"]["replicas"] == 1
-    assert scheduler["spec"]["strategy"] == {"type": "Recreate"}
+    assert scheduler["spec"]["replicas"] == 2
+    assert scheduler["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     spec = scheduler["spec"]["template"]["spec"]
     (main,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["FARM_SCHEDULER_HEALTH_HOST"] == "0.0.0.0" and env["FARM_SCHEDULER_HEALTH_PORT"] == "8322"
+    assert main["ports"] == [{"name": "health", "containerPort": 8322}]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert main["command"] + main["args"] == ["farm", "scheduler", "--ray-address", f"{HEAD_SVC}:6379"]
     # A driver on a GCS address needs a raylet on its own node: a zero-resource native sidecar.
     (raylet,) = spec["initContainers"]
@@ -569,7 +579,7 @@ def test_external_minio_and_postgresql() -> None:
     for kind in ("StatefulSet", "Service"):
         assert (kind, f"{FULLNAME}-minio") not in names
         assert (kind, f"{FULLNAME}-postgresql") not in names
-    assert not find(docs, "Job")
+    assert [j["metadata"]["name"] for j in find(docs, "Job")] == [f"{FULLNAME}-migrate"]  # no bucket Job
     cluster = one(docs, "RayCluster", RAY)
     farm_containers = [
         one(docs, "Deployment", API)["spec"]["template"]["spec"]["containers"][0],

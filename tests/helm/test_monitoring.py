@@ -37,6 +37,13 @@ METRICS = {
     "farm_company_budget_used_ratio": "gauge",
     "farm_storage_errors_total": "counter",
     "farm_nodes": "gauge",
+    "farm_metrics_database_up": "gauge",
+    "farm_metrics_store_up": "gauge",
+    "farm_scheduler_last_loop_timestamp_seconds": "gauge",
+    "farm_scheduler_loop_duration_seconds": "gauge",
+    "farm_scheduler_lease_renewed_timestamp_seconds": "gauge",
+    "farm_scheduler_lease_generation": "gauge",
+    "farm_scheduler_leader": "gauge",
 }
 ALERTS = {
     "FarmJobNoProgress",
@@ -44,6 +51,9 @@ ALERTS = {
     "FarmQueueWaitTooLong",
     "FarmCompanyNearBudget",
     "FarmStorageErrors",
+    "FarmSchedulerDown",
+    "FarmDatabaseDown",
+    "FarmStoreDown",
 }
 
 PROMTOOL = shutil.which("promtool")

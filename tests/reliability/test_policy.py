@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from farm.clock import SystemClock, new_id
+from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.domain.attempts import Fault, Outcome, PollReport, StoredFrame
 from farm.domain.states import JobStatus, TaskStatus
 from farm.errors import Conflict, NotFound
 from farm.lifecycle import attempts, blocklist, control
-from farm.lifecycle.transitions import recount, set_task_status
-from farm.services.auth import ensure_company
+from farm.lifecycle.transitions import set_task_status
 from scheduler import placement
 from scheduler.dispatcher import Dispatcher
-from scheduler.nodes import NodeTracker, slot_layout
+from scheduler.nodes import NodeTracker, NodeView, slot_layout
 from scheduler.pool import Slot, WorkerPool
+from tests import factories
 from workers.faults import FaultScript, FaultyRenderer
 from workers.renderer import ChunkSpec
 
@@ -70,29 +70,16 @@ def dispatcher(db: Database) -> Dispatcher:
 
 def make_job(db: Database, chunks: int = 1, status: JobStatus = JobStatus.ACTIVE, **settings: object) -> str:
     with db.session() as s:
-        company = ensure_company(s, "reliability", NOW)
-        job = Job(
-            id=new_id("job"),
-            company_id=company.id,
-            name="t",
-            status=status.value,
-            status_reason="",
-            priority=50,
+        return factories.job(
+            s,
+            "reliability",
             frames=f"1-{chunks}",
-            chunk_size=1,
-            blend_file="s.blend",
-            manifest={},
+            status=status,
             settings={"max_attempts": 3, "on_chunk_failure": "continue", **settings},
-            frames_total=chunks,
-            created_at=NOW,
-        )
-        s.add(job)
-        s.flush()
-        for i in range(chunks):
-            s.add(Task(id=f"{job.id}-t{i}", job_id=job.id, index=i, frames=[i + 1], status="queued", updated_at=NOW))
-        s.flush()
-        recount(s, job)
-        return job.id
+            now=NOW,
+            name="t",
+            blend_file="s.blend",
+        ).id
 
 
 def dispatch(db: Database, task_id: str, node: str) -> None:
@@ -140,8 +127,14 @@ def finish(
             for frame in task.frames:
                 s.merge(
                     Frame(
-                        job_id=job.id, frame=frame, task_id=task.id, key=f"k/{frame}", name=f"{frame}.png",
-                        size=1, sha256="ab" * 32, created_at=NOW,
+                        job_id=job.id,
+                        frame=frame,
+                        task_id=task.id,
+                        key=f"k/{frame}",
+                        name=f"{frame}.png",
+                        size=1,
+                        sha256="ab" * 32,
+                        created_at=NOW,
                     )
                 )
         s.flush()
@@ -242,6 +235,7 @@ def test_frame_rows_never_move_between_chunks_and_foreign_events_are_refused(db,
     with db.session() as s:
         t0, t1 = s.get(Task, f"{job_id}-t0"), s.get(Task, f"{job_id}-t1")
         assert t0 is not None and t1 is not None
+
         def ev(task: str, attempt: int, frame: int, size: int = 3) -> StoredFrame:
             return StoredFrame(task, attempt, frame, "k", "n", size, "cd" * 32)
 
@@ -513,7 +507,7 @@ def ray_node(node_id: str, host: str, cpus: int, gpus: int = 0, alive: bool = Tr
 def test_node_tracker_follows_joins_and_leaves():
     nodes = [ray_node("n1", "head", 2)]
     pool = FakePool()
-    tracker = NodeTracker(pool, lambda: nodes, interval_s=0)  # type: ignore[arg-type]
+    tracker = NodeTracker(pool, NodeView(lambda: nodes), interval_s=0)  # type: ignore[arg-type]
     assert tracker.sync() == []
     assert [(s.name, s.resources) for s in pool.slots] == [("head/cpu", {"cpu": 2.0})]
     nodes.append(ray_node("n2", "box", 1, gpus=1, port=7001))
@@ -578,3 +572,30 @@ def test_a_worker_that_dies_under_a_chunk_fails_the_attempt_but_a_lost_node_does
         reasons = [a.reason for a in s.scalars(select(TaskAttempt).join(Task).where(Task.job_id == job_id))]
     assert any("worker process died" in r for r in reasons) and any(r.startswith("worker lost") for r in reasons)
 
+
+def test_a_worker_whose_node_left_is_requeued_as_the_node_view_says(db):
+    """The dispatcher asks the shared node view (fresh) whether a dead actor's node left: the attempt then counts
+    against nothing, even when the actor died, and the reason names the node as the view names it."""
+    nodes = [ray_node("n1", "box", 1, port=7001), ray_node("n2", "box", 1, port=7002)]
+    pool = ReplacingPool()
+    tracker = NodeTracker(pool, NodeView(lambda: [dict(n) for n in nodes]), interval_s=3600)  # type: ignore[arg-type]
+    d = Dispatcher(db, WorkerPool(lambda name, resources: None), SystemClock(), nodes=tracker)  # type: ignore[arg-type,return-value]
+    d.pool = pool  # type: ignore[assignment]
+    tracker.sync()
+    assert d.node_view is tracker.view
+    job_id = make_job(db, chunks=2)
+    lost = {}
+    for i, node_id in enumerate(["n2", "n1"]):
+        slot = next(s for s in pool.slots if s.node_id == node_id)
+        dispatch(db, f"{job_id}-t{i}", slot.node)
+        slot.task_id, slot.job_id, slot.attempt = f"{job_id}-t{i}", job_id, 1
+        lost[node_id] = slot
+    nodes[1]["Alive"] = False  # n2 dies; the tracker has not synced since (its interval is an hour)
+    d._lose(lost["n2"], "ActorDiedError: node died", died=True)
+    d._lose(lost["n1"], "ActorDiedError: boom", died=True)
+    _, tasks = state(db, job_id)
+    assert [(t.status, t.failures) for t in tasks] == [("queued", 0), ("soft-failed", 1)]
+    with db.session() as s:
+        reasons = {a.task_id: a.reason for a in s.scalars(select(TaskAttempt).join(Task).where(Task.job_id == job_id))}
+    assert reasons[f"{job_id}-t0"].startswith("worker lost: node box:7002 left the cluster")
+    assert "worker process died" in reasons[f"{job_id}-t1"]

@@ -12,11 +12,7 @@ from fastapi.testclient import TestClient
 from farm.clock import SystemClock
 from farm.contract import Role
 from farm.db.engine import Database
-from farm.runtime.api import wire_app
-from farm.runtime.bootstrap import bootstrap
-from farm.services.auth import create_token, ensure_company
-from farm.settings import ServerSettings
-from storage.local import LocalDirStore
+from tests import factories
 
 
 class Api(TestClient):
@@ -27,10 +23,8 @@ class Api(TestClient):
 
     def mint(self, company: str, role: Role = Role.ARTIST, expires_at: datetime | None = None) -> str:
         """A token straight from the database (bypassing the API), for setting up a scene."""
-        now = SystemClock().now()
         with self.db.session() as s:
-            value, _ = create_token(s, ensure_company(s, company, now), role, now, expires_at=expires_at)
-        return value
+            return factories.token(s, company, role, expires_at=expires_at)
 
     def as_(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -38,16 +32,10 @@ class Api(TestClient):
 
 @pytest.fixture()
 def api(tmp_path) -> Iterator[Api]:
-    settings = ServerSettings(data_dir=tmp_path, port=0, max_upload_bytes=100_000)
-    db = Database(settings.db_url)
-    db.migrate()
-    token = bootstrap(db, SystemClock(), tmp_path)
-    with Api(wire_app(settings, db, LocalDirStore(tmp_path / "objects"), SystemClock())) as http:
-        http.db = db
-        http.admin_token = token
-        http.headers["Authorization"] = f"Bearer {token}"
+    with factories.api_farm(tmp_path, max_upload_bytes=100_000) as farm, factories.client(farm, Api) as http:
+        http.db = farm.db
+        http.admin_token = farm.admin_token
         yield http
-    db.dispose()
 
 
 def sha(data: bytes) -> str:

@@ -82,6 +82,9 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
                                 samples=24, priority=10).job
 
     context, page = login(browser, farm, farm.admin_token)
+    # The monitor works under its Content-Security-Policy (no inline script, no eval): nothing is blocked.
+    blocked: list[str] = []
+    context.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     shoot(page, "jobs")
     row = page.locator(f"tr[data-job='{watched.id}']")
     assert row.get_by_role("link", name="watched").is_visible()
@@ -101,26 +104,26 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
     # Cancel the blocker from its own page (in a second tab): the slot frees up and the watched job runs.
     blocker_page = context.new_page()
     blocker_page.goto(f"{farm.url}/jobs/{blocker.id}")
-    blocker_page.wait_for_function("document.getElementById('job-status').dataset.status === 'active'")
+    blocker_page.wait_for_function("() => document.getElementById('job-status').dataset.status === 'active'")
     shoot(blocker_page, "job-running")
     blocker_page.once("dialog", lambda dialog: dialog.accept())
     blocker_page.get_by_role("button", name="Cancel").click()
     blocker_page.wait_for_function(
-        "document.getElementById('job-status').dataset.status === 'canceled'", timeout=30_000
+        "() => document.getElementById('job-status').dataset.status === 'canceled'", timeout=30_000
     )
     assert blocker_page.locator("form[data-action='cancel']").is_hidden()
     blocker_page.close()
 
     # Progress advances and thumbnails fill in, all over the event stream.
-    page.wait_for_function("document.getElementById('job-status').dataset.status === 'completed'", timeout=90_000)
-    page.wait_for_function("document.querySelectorAll('#frames li.done img').length === 12")
+    page.wait_for_function("() => document.getElementById('job-status').dataset.status === 'completed'", timeout=90_000)
+    page.wait_for_function("() => document.querySelectorAll('#frames li.done img').length === 12")
     assert page.evaluate("window.__noReload") is True
     seen = page.evaluate("window.__seen")
     assert seen and seen[-1] == 1.0
     assert any(0.0 < value < 1.0 for value in seen), f"no intermediate progress seen: {seen}"
     assert page.locator("#job-frames").inner_text() == "12 / 12"
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('#frames img')).every(i => i.complete && i.naturalWidth === 128)"
+        "() => Array.from(document.querySelectorAll('#frames img')).every(i => i.complete && i.naturalWidth === 128)"
     )
 
     # The log opens and holds Blender's output per attempt.
@@ -175,10 +178,18 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
     assert zh_page.locator("#job-status").inner_text() == "Completed"
     zh_context.close()
 
-    # Logging out ends the session.
+    # Logging out ends the session, also for a copy of its cookie replayed from elsewhere.
+    kept = context.cookies()
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(f"{farm.url}/login")
     shoot(page, "login")
     page.goto(f"{farm.url}/jobs")
     assert "/login" in page.url
+    replay = browser.new_context()
+    replay.add_cookies(kept)
+    replayed = replay.new_page()
+    replayed.goto(f"{farm.url}/jobs")
+    assert "/login" in replayed.url
+    replay.close()
+    assert blocked == [], blocked
     context.close()

@@ -6,25 +6,16 @@ by the test, as the scheduler would leave them, so no render has to fail first.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
-from farm.clock import SystemClock
-from farm.db.engine import Database
 from farm.db.models import BlocklistEntry, Job
-from farm.runtime.api import wire_app
-from farm.runtime.bootstrap import bootstrap
-from farm.runtime.embedded import free_port
-from farm.settings import ServerSettings
-from storage.local import LocalDirStore
+from tests import factories
 from tests.web.test_browser import shoot
 from tests.web.test_monitor import Monitor
 
@@ -37,29 +28,8 @@ class Server:
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[Server]:
-    settings = ServerSettings(data_dir=tmp_path, port=0, write_cli_config=False)
-    db = Database(settings.db_url)
-    db.migrate()
-    admin = bootstrap(db, SystemClock(), tmp_path)
-    store = LocalDirStore(tmp_path / "objects")
-    app = wire_app(settings, db, store, SystemClock())
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", Monitor(None, db, store, admin))
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
-        db.dispose()
+    with factories.api_farm(tmp_path) as farm, factories.serve(farm.app, timeout_graceful_shutdown=5) as url:
+        yield Server(url, Monitor(None, farm.db, farm.store, farm.admin_token))  # type: ignore[arg-type]
 
 
 def block(server: Server, job_id: str, node: str) -> None:
@@ -96,7 +66,7 @@ def test_unblock_in_a_real_browser(server: Server, browser) -> None:
     shoot(page, "job-blocklist")
 
     page.get_by_role("button", name="Unblock gpu-node-1").click()
-    page.wait_for_function("document.getElementById('job-reason').textContent === 'unblocked gpu-node-1'")
+    page.wait_for_function("() => document.getElementById('job-reason').textContent === 'unblocked gpu-node-1'")
     assert section.locator("tr[data-node='gpu-node-1']").count() == 0
     assert section.locator("tr[data-node='gpu-node-2']").is_visible()
     with server.monitor.db.session() as s:
@@ -104,7 +74,7 @@ def test_unblock_in_a_real_browser(server: Server, browser) -> None:
         assert nodes == {"gpu-node-2"}
 
     page.get_by_role("button", name="Unblock all").click()
-    page.wait_for_function("document.getElementById('job-reason').textContent === 'unblocked gpu-node-2'")
+    page.wait_for_function("() => document.getElementById('job-reason').textContent === 'unblocked gpu-node-2'")
     assert section.is_hidden()
     with server.monitor.db.session() as s:
         assert s.scalar(select(BlocklistEntry).where(BlocklistEntry.job_id == job)) is None

@@ -11,19 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from farm.clock import SystemClock, new_id
 from farm.contract import Role
 from farm.db.engine import Database
-from farm.db.models import ApiToken, Frame, Job, Task
-from farm.lifecycle.transitions import recount
+from farm.db.models import ApiToken, Job
 from farm.media import thumbnails
 from farm.metering import ledger
-from farm.runtime.api import wire_app
-from farm.runtime.bootstrap import bootstrap
-from farm.services.auth import create_token, ensure_company
-from farm.settings import ServerSettings
 from storage.base import output_key
 from storage.local import LocalDirStore
+from tests import factories
 from web import i18n
 from web.monitor import views
 
@@ -44,35 +39,29 @@ class Monitor:
 
     def company_token(self, name: str, role: Role = Role.ARTIST) -> str:
         with self.db.session() as s:
-            company = ensure_company(s, name, datetime.now(UTC))
-            value, _ = create_token(s, company, role, datetime.now(UTC), name="test")
-        return value
+            return factories.token(s, name, role, name="test")
 
     def add_job(self, company: str = "default", frames: int = 4, status: str = "queued", stored: int = 0) -> str:
         """A job row with tasks and ``stored`` PNG frames in the store (no scheduler)."""
         now = datetime.now(UTC)
         with self.db.session() as s:
-            co = ensure_company(s, company, now)
-            job = Job(
-                id=new_id("job"), company_id=co.id, name=f"shot-{company}", status=status, status_reason="",
-                priority=50, frames=f"1-{frames}", chunk_size=2, blend_file="scene.blend", manifest={},
-                settings={"output_format": "PNG"}, frames_total=frames, created_at=now,
+            job = factories.job(
+                s,
+                company,
+                frames=f"1-{frames}",
+                chunk_size=2,
+                status=status,
+                settings={"output_format": "PNG"},
+                now=now,
+                name=f"shot-{company}",
                 started_at=now - timedelta(seconds=30) if status != "queued" else None,
             )
-            s.add(job)
-            s.flush()
-            for i in range(0, frames, 2):
-                s.add(Task(id=new_id("task"), job_id=job.id, index=i // 2, frames=[i + 1, i + 2], status="queued",
-                           updated_at=now))
             for f in range(1, stored + 1):
-                key = output_key(co.id, job.id, f"frame_{f:04d}.png")
+                key = output_key(job.company_id, job.id, f"frame_{f:04d}.png")
                 path = self.store.root / "src.png"
                 Image.new("RGB", (320, 180), (20 * f, 100, 200)).save(path)
                 self.store.put_file(key, path)
-                s.add(Frame(job_id=job.id, frame=f, task_id="t", key=key, name=f"frame_{f:04d}.png",
-                            size=path.stat().st_size, sha256=f"{f:064x}", created_at=now))
-            s.flush()
-            recount(s, job)  # rows written by hand: set the counters the lifecycle keeps
+                factories.frames(s, job, [f], now, key=key, size=path.stat().st_size, sha256=f"{f:064x}")
             return job.id
 
 
@@ -84,14 +73,9 @@ def csrf_of(html: str) -> str:
 
 @pytest.fixture()
 def mon(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path, port=0)
-    db = Database(settings.db_url)
-    db.migrate()
-    admin = bootstrap(db, SystemClock(), tmp_path)
-    store = LocalDirStore(tmp_path / "objects")
-    with TestClient(wire_app(settings, db, store, SystemClock()), base_url="http://127.0.0.1") as http:
-        yield Monitor(http, db, store, admin)
-    db.dispose()
+    with factories.api_farm(tmp_path) as farm:
+        with factories.client(farm, auth=False, base_url="http://127.0.0.1") as http:
+            yield Monitor(http, farm.db, farm.store, farm.admin_token)  # type: ignore[arg-type]
 
 
 def test_pages_need_a_session_but_login_health_and_static_do_not(mon):
@@ -175,8 +159,13 @@ def test_another_companys_job_is_not_listed_and_answers_404(mon):
     mon.login(mon.company_token("acme"))
     listing = mon.http.get("/jobs").text
     assert mine in listing and theirs not in listing
-    for path in (f"/jobs/{theirs}", f"/jobs/{theirs}/events", f"/jobs/{theirs}/frames/1/thumb",
-                 f"/jobs/{theirs}/frames/1/image", f"/jobs/{theirs}/preview.mp4"):
+    for path in (
+        f"/jobs/{theirs}",
+        f"/jobs/{theirs}/events",
+        f"/jobs/{theirs}/frames/1/thumb",
+        f"/jobs/{theirs}/frames/1/image",
+        f"/jobs/{theirs}/preview.mp4",
+    ):
         assert mon.http.get(path).status_code == 404, path
     html = mon.http.get(f"/jobs/{mine}").text
     assert mon.http.post(f"/jobs/{theirs}/cancel", data={"csrf": csrf_of(html)}).status_code == 404
@@ -191,7 +180,7 @@ def test_admin_sees_every_company_with_its_name(mon):
     mon.add_job(company="beta")
     mon.login(mon.admin)
     html = mon.http.get("/jobs").text
-    assert "shot-beta" in html and "<th scope=\"col\">Company</th>" in html
+    assert "shot-beta" in html and '<th scope="col">Company</th>' in html
 
 
 def test_jobs_filter_and_pagination(mon):

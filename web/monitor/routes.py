@@ -32,13 +32,16 @@ from farm.db.models import Job
 from farm.domain.states import JobStatus
 from farm.errors import FarmError, NotFound, Unauthorized, ValidationFailed
 from farm.media import thumbnails
+from farm.media.video import video_media_type
 from farm.services import jobs as jobops
+from farm.services import products
 from farm.services.auth import Principal, resolve_token
 from storage.base import output_key
 from web import i18n, session
 from web.deps import AppContext, Ctx
 from web.monitor import actions, views
 from web.monitor.workers import WorkerView, beat_age, db_snapshot
+from web.params import FrameNumber
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ TEMPLATES.env.globals.update(
 STREAM_INTERVAL_S = 0.5
 #: A stream ends after this long and the browser reconnects: keeps server shutdown quick, frees idle readers.
 STREAM_MAX_S = 60.0
+#: How often an open event stream checks that its session still stands (logout, revocation, expiry).
+SESSION_CHECK_S = 2.0
 #: After a job completes, how long its stream keeps looking for the preview video.
 PREVIEW_GRACE_S = 20.0
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".exr": "image/x-exr"}
@@ -121,17 +126,27 @@ class Viewer:
 def viewer(request: Request, ctx: Ctx) -> Viewer:
     """Dependency: the session's principal, or ``LoginRequired``."""
     browser = session.load(request, ctx.settings)
-    if browser is None or browser.token_id is None:
+    if browser is None or not browser.logged_in:
         raise LoginRequired
     with ctx.db.session() as s:
         try:
-            who = session.principal_for(s, browser.token_id, ctx.clock.now())
+            who = session.principal_for(s, browser, ctx.clock.now())
         except Unauthorized as exc:
             raise LoginRequired from exc
     return Viewer(who=who, browser=browser, t=locale_of(request))
 
 
 Seen = Annotated[Viewer, Depends(viewer)]
+
+
+def still_logged_in(v: Viewer, ctx: AppContext) -> bool:
+    """Whether the viewer's session still stands (an open event stream asks every few seconds)."""
+    with ctx.db.session() as s:
+        try:
+            session.principal_for(s, v.browser, ctx.clock.now())
+        except Unauthorized:
+            return False
+    return True
 
 
 def page(request: Request, v: Viewer, name: str, nav: str, status_code: int = 200, **values: Any) -> HTMLResponse:
@@ -161,10 +176,10 @@ async def check_post(request: Request, ctx: AppContext) -> dict[str, str]:
 def login_form(request: Request, ctx: Ctx, next: str | None = None) -> Response:
     """The only page without a session; makes an anonymous session so the form has a CSRF token."""
     browser = session.load(request, ctx.settings)
-    if browser is not None and browser.token_id is not None:
+    if browser is not None and browser.logged_in:
         with ctx.db.session() as s:
             try:
-                session.principal_for(s, browser.token_id, ctx.clock.now())
+                session.principal_for(s, browser, ctx.clock.now())
                 return RedirectResponse(safe_next(next), status_code=303)
             except Unauthorized:
                 browser = None
@@ -209,9 +224,14 @@ async def login(request: Request, ctx: Ctx) -> Response:
             },
             status_code=401,
         )
+    def _start() -> session.BrowserSession:
+        with ctx.db.session() as s:
+            return session.start(s, who.token_id, ctx.clock.now())
+
+    started = await run_in_threadpool(_start)
     log.info("browser session started for token %s (%s)", who.token_id, who.company)
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
-    session.store(response, request, ctx.settings, session.new_session(who.token_id))
+    session.store(response, request, ctx.settings, started)
     return response
 
 
@@ -219,6 +239,12 @@ async def login(request: Request, ctx: Ctx) -> Response:
 async def logout(request: Request, ctx: Ctx) -> Response:
     """End the browser session (the API token stays valid)."""
     await check_post(request, ctx)
+
+    def _end() -> None:
+        with ctx.db.session() as s:
+            session.end(s, session.load(request, ctx.settings))
+
+    await run_in_threadpool(_end)
     response = RedirectResponse("/login", status_code=303)
     session.clear(response)
     return response
@@ -300,6 +326,7 @@ def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
     """One job: progress, chunks, frames, log, preview and actions."""
     with ctx.db.session() as s:
         detail = views.job_detail(s, v.who, job_id, ctx.clock.now())
+        product = products.products_out(s, [detail.job.id]).get(detail.job.id)  # issue 13: the scene's video
     has_preview = ctx.store.stat(detail.preview_key) is not None
     app_actions = actions.available(request.app)
     return page(
@@ -311,6 +338,7 @@ def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
         tasks=detail.tasks,
         job=detail.job,
         has_preview=has_preview,
+        product=product,
         all_actions=[a for a in actions.ACTIONS if a in app_actions],
         shown_actions=actions.shown(app_actions, detail.job.status),
         state=row_json(v.t, detail.job, app_actions),
@@ -360,7 +388,7 @@ async def job_action(request: Request, job_id: str, action: str, v: Seen, ctx: C
 
 
 @router.get("/jobs/{job_id}/frames/{frame}/thumb")
-def frame_thumb(job_id: str, frame: int, v: Seen, ctx: Ctx) -> Response:
+def frame_thumb(job_id: str, frame: FrameNumber, v: Seen, ctx: Ctx) -> Response:
     """The frame's thumbnail, made on first request and kept in the store."""
     with ctx.db.session() as s:
         row = jobops.get_frame(s, jobops.get_job(s, v.who, job_id), frame)
@@ -374,7 +402,7 @@ def frame_thumb(job_id: str, frame: int, v: Seen, ctx: Ctx) -> Response:
 
 
 @router.get("/jobs/{job_id}/frames/{frame}/image")
-def frame_image(job_id: str, frame: int, v: Seen, ctx: Ctx) -> Response:
+def frame_image(job_id: str, frame: FrameNumber, v: Seen, ctx: Ctx) -> Response:
     """The full frame, shown in the browser when it can (PNG, JPEG), downloaded otherwise (EXR)."""
     with ctx.db.session() as s:
         row = jobops.get_frame(s, jobops.get_job(s, v.who, job_id), frame)
@@ -411,6 +439,28 @@ def preview(job_id: str, request: Request, v: Seen, ctx: Ctx) -> Response:
     return StreamingResponse(ctx.store.open(key), media_type="video/mp4", headers={"Content-Length": str(info.size)})
 
 
+@router.get("/jobs/{job_id}/product")
+def product_file(job_id: str, v: Seen, ctx: Ctx, download: bool = False) -> Response:
+    """The job's video product (issue 13), with byte ranges so the player can seek; ``download=1`` saves it."""
+    with ctx.db.session() as s:
+        row = products.ready(s, jobops.get_job(s, v.who, job_id))
+        key, name = row.key, row.name
+    if ctx.store.stat(key) is None:
+        raise NotFound(f"the video of job {job_id} is missing from the store")
+    disposition = f'{"attachment" if download else "inline"}; filename="{name}"'
+    presign = getattr(ctx.store, "presigned_get_url", None)
+    if presign is not None:
+        return RedirectResponse(presign(key, 300, filename=name), status_code=307)
+    local = ctx.store.local_path(key)
+    if local is not None:
+        from fastapi.responses import FileResponse
+
+        return FileResponse(local, media_type=video_media_type(name), headers={"Content-Disposition": disposition})
+    return StreamingResponse(
+        ctx.store.open(key), media_type=video_media_type(name), headers={"Content-Disposition": disposition}
+    )
+
+
 # ---- event streams ---------------------------------------------------------------------------------------------
 def sse(event: str, data: object) -> str:
     """One Server-Sent Event; JSON never contains a raw newline, so one ``data:`` line suffices."""
@@ -418,15 +468,23 @@ def sse(event: str, data: object) -> str:
 
 
 async def stream(
-    request: Request, tick: Callable[[], Awaitable[tuple[list[str], bool]]]
+    request: Request, tick: Callable[[], Awaitable[tuple[list[str], bool]]], v: Viewer, ctx: AppContext
 ) -> AsyncIterator[str]:
-    """Run ``tick`` every interval and send what it returns, until it says done, the reader leaves or time is up."""
+    """Run ``tick`` every interval and send what it returns, until it says done, the reader leaves, the server
+    stops, the viewer's session ends or time is up."""
     yield "retry: 1500\n\n"
     deadline = time.monotonic() + STREAM_MAX_S
-    beat = time.monotonic()
+    beat = checked = time.monotonic()
     while time.monotonic() < deadline:
         if await request.is_disconnected():
             return
+        if time.monotonic() - checked >= SESSION_CHECK_S:
+            checked = time.monotonic()
+            if not await run_in_threadpool(still_logged_in, v, ctx):
+                yield sse("end", {"reason": "session"})
+                return
+        if getattr(request.app.state, "closing", False):
+            return  # the server is stopping (farm.runtime.serving): end now, the browser reconnects elsewhere
         events, done = await tick()
         for event in events:
             yield event
@@ -515,7 +573,7 @@ async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Respon
             done = not waiting_for_preview or time.monotonic() - finished_at > PREVIEW_GRACE_S
         return out, done
 
-    return event_response(stream(request, tick))
+    return event_response(stream(request, tick, v, ctx))
 
 
 @router.get("/events/jobs")
@@ -539,7 +597,7 @@ async def jobs_events(request: Request, v: Seen, ctx: Ctx, ids: str = "") -> Res
                 sent[row.id] = state
         return out, all(row.terminal for row in rows)
 
-    return event_response(stream(request, tick))
+    return event_response(stream(request, tick, v, ctx))
 
 
 # ---- workers and usage -----------------------------------------------------------------------------------------

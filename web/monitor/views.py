@@ -16,7 +16,7 @@ from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
 from farm.lifecycle import control
 from farm.metering import ledger
 from farm.services import jobs as jobops
-from farm.services.auth import Principal
+from farm.services.auth import USAGE_ROLE, Principal, require
 from storage.base import output_key
 
 #: Jobs per page of the jobs list.
@@ -222,7 +222,9 @@ class CompanyUsage:
 
 
 def usage(session: Session, who: Principal, month: str) -> list[CompanyUsage]:
-    """This month's use per company from the ledger; a platform admin sees every company, others their own."""
+    """This month's use per company from the ledger; a platform admin sees every company, a company admin their
+    own, an artist none (``Forbidden``: the API's rule, ``Principal.reads_usage``)."""
+    require(who, USAGE_ROLE, "reading usage")
     scope = None if who.is_platform_admin else who.company_id
     hours: dict[str, dict[str, float]] = {}
     for total in ledger.totals(session, scope, month, False):

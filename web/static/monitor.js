@@ -108,8 +108,9 @@
       if (!video.getAttribute("src")) video.src = data.url;
       section.hidden = false;
     });
-    on(source, "end", function () {
+    on(source, "end", function (data) {
       source.close();
+      if (data && data.reason === "session") toLogin();  // logged out, revoked or expired meanwhile
     });
   }
 
@@ -121,9 +122,14 @@
       var row = table.querySelector('tr[data-job="' + state.id + '"]');
       if (row) setFields(row, state);
     });
-    on(source, "end", function () {
+    on(source, "end", function (data) {
       source.close();
+      if (data && data.reason === "session") toLogin();  // logged out, revoked or expired meanwhile
     });
+  }
+
+  function toLogin() {
+    window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
   }
 
   document.addEventListener("DOMContentLoaded", function () {

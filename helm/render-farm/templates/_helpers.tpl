@@ -134,6 +134,9 @@ Object storage settings: every process that touches assets or frames (API, sched
 {{- define "render-farm.storageEnv" -}}
 - name: FARM_MODE
   value: cluster
+{{- /* Without it every process falls back to a folder inside its own container and nothing renders. */}}
+- name: FARM_STORAGE
+  value: s3
 - name: FARM_S3_ENDPOINT
   value: {{ include "render-farm.s3Endpoint" . | quote }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_S3_ACCESS_KEY" "key" "s3-access-key") }}
@@ -158,6 +161,9 @@ Render workers do not get these: they run artists' .blend files and report facts
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_SECRET_KEY" "key" "secret-key") }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_METRICS_TOKEN" "key" "metrics-token") }}
 {{ include "render-farm.secretEnv" (dict "ctx" . "name" "FARM_BOOTSTRAP_ADMIN_TOKEN" "key" "bootstrap-admin-token" "optional" true) }}
+{{- /* Only the migration Job (`farm migrate`) changes the schema; pods wait for it (docs/operations.md). */}}
+- name: FARM_MIGRATE_ON_START
+  value: "false"
 {{- end }}
 
 {{/* global.extraEnv then the role's extraEnv (may render nothing); pass (dict "ctx" $ "role" .Values.api). */}}
