@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from farm.domain.outputs import MAX_NAME, check_pattern
 from farm.domain.states import JobStatus, TaskStatus
@@ -470,7 +470,17 @@ class Health(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    """Every error answer: what went wrong and what to do, in one sentence or two."""
+
     detail: str
+    missing: list[str] | None = Field(default=None, description="409 on a job: the blobs to upload first")
+
+
+class ValidationErrorOut(BaseModel):
+    """422: ``detail`` says what to fix in one line; ``errors`` lists each problem with where it is."""
+
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---- tenancy: companies, tokens ------------------------------------------------------------------------------
@@ -500,15 +510,21 @@ def check_rates(rates: dict[str, float] | None) -> dict[str, float] | None:
     return rates
 
 
+#: Numbers a company's settings take: real numbers in a sane range (``false`` is not 0, 5e-324 is not a share,
+#: 1e307 hours is not a budget).
+Share = Annotated[float, Field(strict=True, ge=0.001, le=1_000_000, allow_inf_nan=False)]
+Hours = Annotated[float, Field(strict=True, ge=0, le=10_000_000, allow_inf_nan=False)]
+
+
 class CompanyLimits(Strict):
     """The tenancy settings of a company; on update, only the fields sent change (null = unlimited)."""
 
-    gpu_share: float | None = Field(default=None, gt=0, le=1_000_000, description="fair-share weight on GPUs")
-    cpu_share: float | None = Field(default=None, gt=0, le=1_000_000, description="fair-share weight on CPUs")
-    min_slots: int | None = Field(default=None, ge=0, le=100_000, description="slots guaranteed promptly")
-    max_slots: int | None = Field(default=None, ge=0, le=100_000, description="burst cap (null: none)")
-    gpu_hours_budget: float | None = Field(default=None, ge=0, description="GPU-hours per month (null: none)")
-    cpu_hours_budget: float | None = Field(default=None, ge=0, description="CPU-hours per month (null: none)")
+    gpu_share: Share | None = Field(default=None, description="fair-share weight on GPUs (0.001 to 1,000,000)")
+    cpu_share: Share | None = Field(default=None, description="fair-share weight on CPUs (0.001 to 1,000,000)")
+    min_slots: StrictInt | None = Field(default=None, ge=0, le=100_000, description="slots guaranteed promptly")
+    max_slots: StrictInt | None = Field(default=None, ge=0, le=100_000, description="burst cap (null: none)")
+    gpu_hours_budget: Hours | None = Field(default=None, description="GPU-hours per month (null: none)")
+    cpu_hours_budget: Hours | None = Field(default=None, description="CPU-hours per month (null: none)")
     rates: dict[str, float] | None = Field(default=None, description="price per resource-hour, e.g. {'gpu': 1.2}")
 
     @field_validator("rates")

@@ -81,6 +81,13 @@ class ServerSettings(BaseSettings):
     storage_sample_interval_s: float = Field(
         default=600.0, gt=0, description="how often the bytes each company holds are sampled into the ledger"
     )
+    # -- store grants (issue 15): render nodes hold no store key, each assignment gets presigned access --------
+    store_grant_base_s: int = Field(
+        default=900, ge=60, le=604800, description="life of an assignment's input URLs; added to its upload grant's"
+    )
+    store_grant_per_frame_s: int = Field(
+        default=3600, ge=0, le=604800, description="upload grant life per frame of the chunk (7 days at most)"
+    )
     fair_share_window_s: float = Field(default=3600.0, gt=0, description="slot-time window of the fair share")
     starvation_s: float = Field(default=600.0, gt=0, description="a chunk waiting this long goes first")
     # -- operations (issue 14): logging, API workers, scheduler lease, health and stopping ----------------------
@@ -96,6 +103,16 @@ class ServerSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=3.0, ge=0, le=60, description="on SIGTERM, how long open HTTP requests and event streams may finish"
     )
+    # -- autoscaling (issue 15; scheduler.demand): queued chunks become demand Ray's autoscaler sees ------------
+    autoscale: bool = Field(
+        default=False, description="cluster mode: request the slots the queue needs from Ray's autoscaler"
+    )
+    slot_idle_timeout_s: float = Field(
+        default=120.0, ge=0, description="with autoscale: a slot idle this long is released so its node can go"
+    )
+    autoscale_max_cpu_slots: int = Field(default=16, ge=0, le=10_000, description="most CPU slots to ask for")
+    autoscale_max_gpu_slots: int = Field(default=8, ge=0, le=10_000, description="most GPU slots; 0: no GPU group")
+    cpu_slot_cores: int = Field(default=0, ge=0, le=1024, description="cores of a CPU slot; 0: all a node has left")
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:

@@ -23,7 +23,7 @@ from farm.clock import Clock
 from farm.contract import JobSettings
 from farm.db.engine import Database, is_postgresql
 from farm.db.models import Job, Task, TaskAttempt
-from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport
+from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoreGrant
 from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
 from farm.lifecycle import attempts, blocklist, control
 from farm.lifecycle.transitions import set_job_status, set_task_status
@@ -93,6 +93,8 @@ class Dispatcher:
         self.on_change: Callable[[], None] | None = None
         self.on_job_completed: Callable[[str], None] | None = None  # e.g. farm.media.preview.PreviewMaker
         self.periodic: list[Callable[[], None]] = []  # cheap calls each loop turn (storage sampler)
+        # Issue 15: signs each assignment's store grant (an S3 store; render nodes hold no key). None: local store.
+        self.grants: Callable[[str, str, dict[str, Any], int], StoreGrant] | None = None
         self.store_waits = attempts.StoreWaits()
         self._jobs_seen: dict[str, set[str]] = {}  # slot name -> jobs whose folder it may hold
         self._requests_at = self._explained_at = self._pruned_at = float("-inf")
@@ -533,6 +535,7 @@ class Dispatcher:
             manifest=job.manifest,
             frames=list(task.frames),
             settings=dict(job.settings),
+            grant=self.grants(job.company_id, job.id, job.manifest, len(task.frames)) if self.grants else None,
         )
 
     def _prune_job_folders(self) -> None:

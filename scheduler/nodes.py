@@ -12,8 +12,11 @@ blocklists and the heartbeat rows refer to them.
 
 By default a node gets one slot per GPU (Ray ``num_gpus=1``; one core each when the node has a core to spare)
 and one CPU slot that uses the rest of its cores: one Blender using every core renders faster than several
-single-core ones (docs/benchmarks.md). Slots are pinned to their node, so when the node leaves, its slots go
-with it and the dispatcher requeues what they were rendering.
+single-core ones (docs/benchmarks.md); ``FARM_CPU_SLOT_CORES`` splits the rest into slots of that many cores.
+Slots are pinned to their node, so when the node leaves, its slots go with it and the dispatcher requeues what
+they were rendering. With autoscaling (``scheduler.demand``) the tracker creates a node's slots only while the
+pool has fewer slots than the queue wants, again on a node whose idle slots were released, and GPU nodes get no
+CPU slot (a CPU chunk would keep a GPU node up).
 
 A dead node counts as lost when Ray reports it dead for a reason other than a planned shutdown, for
 ``LOST_WINDOW_S`` after the view first saw it dead; after that it is forgotten, so one lost node does not alert
@@ -144,16 +147,33 @@ class NodeView:
         return out
 
 
-def slot_layout(cpus: int, gpus: int) -> list[tuple[str, dict[str, float]]]:
-    """``(suffix, resources)`` of the slots of a node with ``cpus`` cores and ``gpus`` GPUs."""
+def slot_layout(
+    cpus: int, gpus: int, cpu_slot_cores: int = 0, cpu_on_gpu_nodes: bool = True
+) -> list[tuple[str, dict[str, float]]]:
+    """``(suffix, resources)`` of the slots of a node with ``cpus`` cores and ``gpus`` GPUs; ``cpu_slot_cores``
+    0: one CPU slot with the cores left, else as many slots of that many cores as fit."""
     gpu_cores = 1 if gpus and cpus >= gpus + 1 else 0  # a core to feed each GPU, if one is left for the CPU slot
     layout: list[tuple[str, dict[str, float]]] = [
         (f"gpu-{i}", {"gpu": 1.0, "cpu": float(gpu_cores)}) for i in range(gpus)
     ]
     rest = cpus - gpus * gpu_cores
-    if rest >= 1:
-        layout.append(("cpu", {"cpu": float(rest)}))
+    if gpus and not cpu_on_gpu_nodes:
+        return layout
+    if cpu_slot_cores <= 0:
+        if rest >= 1:
+            layout.append(("cpu", {"cpu": float(rest)}))
+        return layout
+    count = rest // cpu_slot_cores
+    names = ["cpu"] if count == 1 else [f"cpu-{i}" for i in range(count)]
+    layout.extend((name, {"cpu": float(cpu_slot_cores)}) for name in names)
     return layout
+
+
+def layout_with(
+    cpu_slot_cores: int, cpu_on_gpu_nodes: bool
+) -> Callable[[int, int], list[tuple[str, dict[str, float]]]]:
+    """``slot_layout`` with the farm's settings, for the tracker."""
+    return lambda cpus, gpus: slot_layout(cpus, gpus, cpu_slot_cores, cpu_on_gpu_nodes)
 
 
 class SlotPool(Protocol):
@@ -175,8 +195,10 @@ class NodeTracker:
         interval_s: float = SYNC_INTERVAL_S,
         layout: Callable[[int, int], list[tuple[str, dict[str, float]]]] = slot_layout,
         monotonic: Callable[[], float] = time.monotonic,
+        wanted: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.pool = pool
+        self.wanted = wanted  # slots per pool the queue wants (``scheduler.demand``); None: every node's slots
         self.view = view or NodeView()
         self.interval_s = interval_s
         self.layout = layout
@@ -209,12 +231,24 @@ class NodeTracker:
             gone.extend(slots)
         for node_id, info in alive.items():
             if node_id not in self.nodes:
-                self._join(info)
+                self.nodes[node_id] = info
+                log.info("node %s joined: %d CPU(s), %d GPU(s)", info.name, info.cpus, info.gpus)
+        self._fill()
         return gone
 
-    def _join(self, info: NodeInfo) -> None:
-        self.nodes[info.node_id] = info
-        layout = self.layout(info.cpus, info.gpus)
-        for suffix, slot_resources in layout:
-            self.pool.add_slot(f"{info.name}/{suffix}", slot_resources, node=info.name, node_id=info.node_id)
-        log.info("node %s joined: %d CPU(s), %d GPU(s) -> %d slot(s)", info.name, info.cpus, info.gpus, len(layout))
+    def _fill(self) -> None:
+        """Create the missing slots of the live nodes, up to what the queue wants per pool (when told)."""
+        wanted = self.wanted() if self.wanted is not None else None
+        present = {slot.name for slot in self.pool.slots}
+        have = {"cpu": 0, "gpu": 0}
+        for slot in self.pool.slots:
+            have["gpu" if slot.resources.get("gpu", 0.0) > 0 else "cpu"] += 1
+        for info in sorted(self.nodes.values(), key=lambda n: n.name):
+            for suffix, slot_resources in self.layout(info.cpus, info.gpus):
+                name = f"{info.name}/{suffix}"
+                kind = "gpu" if slot_resources.get("gpu", 0.0) > 0 else "cpu"
+                if name in present or (wanted is not None and have[kind] >= wanted.get(kind, 0)):
+                    continue
+                self.pool.add_slot(name, slot_resources, node=info.name, node_id=info.node_id)
+                have[kind] += 1
+                log.info("slot %s added", name)

@@ -2,7 +2,8 @@
 
 In the embedded mode the slots live on the local node and are warmed all at once at start. In cluster mode
 ``scheduler.nodes`` adds the slots of each Ray node as it joins, pinned to that node; they warm in the background
-and take work once warm. A slot whose node has left is removed rather than replaced.
+and take work once warm. A slot whose node has left is removed rather than replaced. With autoscaling
+(``scheduler.demand``) a slot idle for longer than the idle timeout is released, so its node can scale down.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Slot:
     kill_reason: str = ""  # set when the scheduler stops the attempt as a failure (lease expired)
     kill_sent_at: float = 0.0
     running: bool = False  # its chunk is marked running (the first poll of the attempt said so)
+    idle_since: float = field(default_factory=time.monotonic)  # when it last became free (autoscaling)
 
     @property
     def idle(self) -> bool:
@@ -58,6 +60,11 @@ class Slot:
     def gpus(self) -> float:
         return self.resources.get("gpu", 0.0)
 
+    @property
+    def pool(self) -> str:
+        """``gpu`` for a slot with a GPU, else ``cpu``."""
+        return "gpu" if self.gpus > 0 else "cpu"
+
     def release(self) -> None:
         self.task_id = self.job_id = None
         self.render_ref = self.poll_ref = None
@@ -65,6 +72,7 @@ class Slot:
         self.kill_reason = ""
         self.kill_sent_at = 0.0
         self.running = False
+        self.idle_since = time.monotonic()
 
 
 class WorkerPool:
@@ -165,11 +173,38 @@ class WorkerPool:
     def _learn(slot: Slot, info: dict[str, Any]) -> None:
         slot.info, slot.ready = info, True
         slot.node = slot.node or str(info.get("node", ""))
-        slot.lease_renewed = time.monotonic()
+        slot.lease_renewed = slot.idle_since = time.monotonic()
 
     def idle(self) -> list[Slot]:
         """Slots that are warm and have no chunk."""
         return [slot for slot in self.slots if slot.idle and slot.ready]
+
+    def count(self) -> dict[str, int]:
+        """Slots per pool (``cpu``/``gpu``), warming ones included."""
+        out = {"cpu": 0, "gpu": 0}
+        for slot in self.slots:
+            out[slot.pool] += 1
+        return out
+
+    def release_idle(self, now: float, idle_s: float, surplus: dict[str, int]) -> int:
+        """Release up to ``surplus[pool]`` warm slots per pool that have been idle since before ``now - idle_s``
+        (longest idle first), so their nodes hold no actor and can scale down. Returns how many went."""
+        released = 0
+        idle = sorted((s for s in self.slots if s.idle and s.ready and s.warm_ref is None), key=lambda s: s.idle_since)
+        left = dict(surplus)
+        for slot in idle:
+            if now - slot.idle_since < idle_s or left.get(slot.pool, 0) <= 0:
+                continue
+            left[slot.pool] -= 1
+            closing = slot.actor.close.remote()  # Blender exits cleanly; the kill follows regardless
+            try:
+                ray.wait([closing], timeout=2)
+            except Exception:
+                log.debug("closing %s failed", slot.name, exc_info=True)
+            self.remove(slot)
+            log.info("slot %s released after %.0f s idle", slot.name, now - slot.idle_since)
+            released += 1
+        return released
 
     def shutdown(self) -> None:
         """Stop every Blender, then every actor."""

@@ -44,6 +44,13 @@ def store_config(settings: ServerSettings) -> StoreConfig:
     return StoreConfig(backend="local", root=str(settings.data_dir / "objects"))
 
 
+def worker_store_config(config: StoreConfig) -> StoreConfig | None:
+    """What a render node may hold of the store (issue 15): the local directory of the embedded mode (the same
+    machine, no secret), else nothing: an S3 store is reached through each assignment's grant
+    (``storage.grants``), never with its keys."""
+    return config if config.backend == "local" else None
+
+
 def make_store(config: StoreConfig) -> ObjectStore:
     """The store a process should use."""
     if config.backend == "local":

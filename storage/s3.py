@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
@@ -33,6 +33,7 @@ from urllib.parse import quote
 import certifi
 import urllib3
 from minio import Minio
+from minio.datatypes import PostPolicy
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import DictType
 from urllib3.response import BaseHTTPResponse
@@ -128,6 +129,7 @@ class S3Store:
         self.retries = retries
         self.backoff_s = backoff_s
         self._secret = secret_key
+        self._secure = secure
         # One connect retry absorbs a pooled keep-alive connection the server already closed; everything
         # else comes back to our loop at once, so backoff_s and retries alone govern timing.
         self._pool = urllib3.PoolManager(
@@ -336,9 +338,7 @@ class S3Store:
         attempt = 0
         while True:
             try:
-                for obj in self._client.list_objects(
-                    self.bucket, prefix=prefix, recursive=True, start_after=after
-                ):
+                for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True, start_after=after):
                     name = obj.object_name
                     if obj.is_dir or name is None:
                         continue
@@ -380,6 +380,17 @@ class S3Store:
                 self.bucket, key, timedelta(seconds=expires_s), response_headers=response_headers
             ),
         )
+
+    def presigned_post_prefix(self, prefix: str, expires_s: int) -> tuple[str, dict[str, str]]:
+        """A signed POST policy that lets its holder upload objects under ``prefix`` only, for ``expires_s``
+        seconds: the form's URL and fields (the uploader adds ``key`` and the file). The signature covers the
+        prefix and the expiry, so the server refuses any other key or a late upload."""
+        check_key(prefix.rstrip("/"))
+        policy = PostPolicy(self.bucket, datetime.now(UTC) + timedelta(seconds=expires_s))
+        policy.add_starts_with_condition("key", prefix)
+        fields = self._run("presign post", prefix, lambda: self._client.presigned_post_policy(policy))
+        scheme = "https" if self._secure else "http"
+        return f"{scheme}://{self.endpoint}/{quote(self.bucket)}", dict(fields)
 
     def close(self) -> None:
         """Close the pooled connections (the store stays usable: the pool reconnects on demand)."""

@@ -37,3 +37,44 @@ def test_the_blender_child_holds_no_store_keys_nor_farm_settings(tmp_path, monke
     assert seen["CUDA_VISIBLE_DEVICES"] == "1"  # the slot's GPU choice still reaches Blender
     assert seen["HOME"] == str(tmp_path / "home") and seen["PYTHONNOUSERSITE"] == "1"
     assert Path(seen["TMPDIR"]).is_dir()
+
+
+SCENE_WITH_SCRIPTS = """
+import bpy, sys
+marker = sys.argv[-1]
+code = f"open({marker!r} + '.' + __name__, 'w').write('ran')\\n"
+text = bpy.data.texts.new("autorun.py")
+text.write(code)
+text.use_module = True  # a registered text block: runs on load when scripts may auto-run
+scene = bpy.context.scene
+camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+scene.collection.objects.link(camera)
+scene.camera = camera
+driven = bpy.data.objects.new("driven", None)
+scene.collection.objects.link(driven)
+fcurve = driven.driver_add("location", 0)
+fcurve.driver.expression = f"__import__('builtins').open({marker!r} + '.driver', 'w').write('ran') or 0"
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-2])
+"""
+
+
+def test_scripts_in_a_blend_never_run_on_the_farm(tmp_path):
+    import subprocess
+    import sys
+
+    from workers.protocol import EV_OPENED, OP_OPEN
+
+    blend, marker = tmp_path / "scripted.blend", tmp_path / "marker"
+    made = subprocess.run(
+        [sys.executable, "-c", SCENE_WITH_SCRIPTS, str(blend), str(marker)], capture_output=True, timeout=120
+    )
+    assert made.returncode == 0 and blend.exists(), made.stderr[-2000:]
+    renderer = BlenderRenderer(tmp_path, env=child_environment(os.environ, tmp_path / "home"))
+    try:
+        renderer.warm()
+        renderer.proc.send(OP_OPEN, attempt="t:1", path=str(blend), settings={})
+        opened = renderer.proc.next_event(60)
+        assert opened is not None and opened.kind == EV_OPENED, opened
+    finally:
+        renderer.close()
+    assert not list(tmp_path.glob("marker*")), "a script inside the .blend ran"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -10,9 +11,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError, StatementError
 
+from farm.contract import ErrorOut, ValidationErrorOut
 from farm.errors import DatabaseUnavailable, FarmError, MissingBlobs, Unauthorized, ValidationFailed
 
 log = logging.getLogger(__name__)
+
+_ERROR = {"model": ErrorOut}
+#: The error answers every API route may give, documented in the OpenAPI document (the routers take it).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "well-formed but unusable input, e.g. a NUL character in the path or query"},
+    401: {**_ERROR, "description": "no API token, or an unknown, revoked or expired one"},
+    403: {**_ERROR, "description": "the token's role may not do this"},
+    404: {**_ERROR, "description": "absent, or another company's"},
+    409: {**_ERROR, "description": "the request disagrees with the current state (e.g. blobs not uploaded yet)"},
+    413: {**_ERROR, "description": "a request body or upload over this farm's limit"},
+    422: {"model": ValidationErrorOut, "description": "input that breaks a documented rule"},
+    429: {**_ERROR, "description": "a company limit stops this now (queued chunks, submit rate)"},
+    503: {**_ERROR, "description": "the database or the object store is busy or unreachable (Retry-After)"},
+}
 
 
 def _describe(errors: list[dict[str, object]]) -> str:

@@ -489,6 +489,8 @@ class StoreProbe:
     down can take seconds to fail: a scrape never waits for it). Exports ``farm_metrics_store_up``."""
 
     KEY = "health/probe"
+    #: The first scrape waits this long for the first answer, so every process exports the series from the start.
+    FIRST_WAIT_S = 2.0
 
     def __init__(self, store: ObjectStore, interval_s: float = 15.0) -> None:
         self.store = getattr(store, "inner", store)  # not through CountingStore: probes are not API errors
@@ -500,18 +502,22 @@ class StoreProbe:
 
     def families(self) -> Iterator[Metric]:
         """The last probe's answer, starting a new probe when due."""
-        self._maybe_probe()
+        started = self._maybe_probe()
+        if self.up is None and started is not None:
+            started.join(self.FIRST_WAIT_S)
         if self.up is not None:
             yield GaugeMetricFamily(
                 "farm_metrics_store_up", "1 when the object store answered the last probe.", value=float(self.up)
             )
 
-    def _maybe_probe(self) -> None:
+    def _maybe_probe(self) -> threading.Thread | None:
         with self._lock:
             if self._running or time.monotonic() - self._probed_at < self.interval_s:
-                return
+                return None
             self._running, self._probed_at = True, time.monotonic()
-        threading.Thread(target=self.probe, name="store-probe", daemon=True).start()
+        thread = threading.Thread(target=self.probe, name="store-probe", daemon=True)
+        thread.start()
+        return thread
 
     def probe(self) -> bool:
         """Probe now (a stat of a key that need not exist)."""

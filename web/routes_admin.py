@@ -24,8 +24,9 @@ from farm.contract import (
 from farm.services import companies, fsck, tokens
 from farm.services.auth import require
 from web.deps import Caller, Ctx
+from web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERROR_RESPONSES)
 
 
 @router.get("/me", response_model=WhoAmI)

@@ -27,9 +27,10 @@ from farm.metering import usage_report
 from farm.services import blobs, jobs
 from farm.services.limits import JobLimits
 from web.deps import Caller, Ctx, act_on_job
+from web.errors import ERROR_RESPONSES
 from web.params import FrameNumber, Offset
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 MEDIA = {".png": "image/png", ".exr": "image/x-exr", ".jpg": "image/jpeg", ".mp4": "video/mp4"}
 

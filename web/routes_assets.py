@@ -16,8 +16,9 @@ from farm.media.video import video_media_type
 from farm.services import blobs, gc, jobs, products
 from storage.base import output_key
 from web.deps import Caller, Ctx
+from web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["assets"])
+router = APIRouter(prefix="/api/v1", tags=["assets"], responses=ERROR_RESPONSES)
 
 
 @router.post("/blobs/{sha256}/commit", response_model=BlobOut, status_code=201)

@@ -10,8 +10,9 @@ from farm.lifecycle import control
 from farm.services import jobs
 from farm.services.auth import require
 from web.deps import Caller, Ctx, act_on_job
+from web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["control"])
+router = APIRouter(prefix="/api/v1", tags=["control"], responses=ERROR_RESPONSES)
 
 #: Who may give nodes a fresh start on a job: everyone who may see the job. The monitor shows its unblock buttons
 #: by this rule and calls ``unblock_job`` itself, so the page and the API cannot disagree.

@@ -15,10 +15,11 @@ from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollR
 from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectStore, output_key
 from storage.factory import StoreConfig, make_store
+from storage.grants import GrantedStore, grant_pool
 from workers.cache import BlobCache, remove_tree, sha256_file
 from workers.child_env import child_environment
 from workers.factory import make_renderer
-from workers.layout import JobFolder
+from workers.layout import JobFolder, hide_node_paths
 from workers.renderer import ChunkSpec, FrameDone, Renderer
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class WorkerConfig:
     """Everything a worker needs, decided by the process that creates it."""
 
     name: str
-    store: StoreConfig
+    store: StoreConfig | None  # the local store of the embedded mode; None: only each assignment's grant
     cache_dir: str
     cache_bytes: int
     work_dir: str
@@ -63,7 +64,10 @@ class RenderWorker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.node = config.node or socket.gethostname()
-        self.store = make_store(config.store)
+        # No store credentials here (issue 15): a local store (embedded mode), else per-assignment grants.
+        self.store: ObjectStore | None = make_store(config.store) if config.store is not None else None
+        self._chunk_store: ObjectStore | None = None  # the store of the chunk being rendered
+        self._grant_http = grant_pool()
         # The limit counts the input folders of every slot on the node (they share the work dir).
         self.cache = BlobCache(Path(config.cache_dir), config.cache_bytes, jobs_root=Path(config.work_dir))
         self.work = Path(config.work_dir) / config.name
@@ -172,7 +176,8 @@ class RenderWorker:
         if folder is None:
             folder = self._folders[a.job_id] = JobFolder(self.work / "jobs" / a.job_id)
         try:
-            folder.prepare(self.cache, self.store, a.company_id, a.manifest)
+            store = self._chunk_store = self._store_for(a)
+            folder.prepare(self.cache, store, a.company_id, a.manifest)
             self._renew()
             # A GPU job on a CPU slot (allowed fallback) must not grab a GPU the node's GPU slots own.
             gpu = bool(a.settings.get("gpu")) and self.config.resources.get("gpu", 0.0) > 0
@@ -223,6 +228,15 @@ class RenderWorker:
             ended.update(outcome=Outcome.FAILED, fault=Fault.NODE, reason=f"worker error: {exc!r}")
         if audit_note:
             ended["log_tail"] = f"{ended.get('log_tail', '')}\n{audit_note}\n"
+        if isinstance(ended.get("reason"), str):  # shown to the studio: no paths of this node
+            ended["reason"] = hide_node_paths(
+                ended["reason"],
+                [
+                    (self.work / "jobs" / a.job_id, "<job folder>"),
+                    (self.work, "<worker>"),
+                    (Path(self.config.cache_dir), "<cache>"),
+                ],
+            )
         with self._lock:
             frames = tuple(stored)
             self._task = None
@@ -240,6 +254,14 @@ class RenderWorker:
             **ended,
         )
 
+    def _store_for(self, a: Assignment) -> ObjectStore:
+        """How this chunk reaches the store: its grant when it has one, else the worker's local store."""
+        if a.grant is not None:
+            return GrantedStore(a.grant, http=self._grant_http)
+        if self.store is None:
+            raise StorageError("the assignment carries no store grant and this worker holds no store")
+        return self.store
+
     def _renew(self) -> None:
         with self._lock:
             self._renewed = time.monotonic()
@@ -256,13 +278,14 @@ class RenderWorker:
         key = output_key(a.company_id, a.job_id, name)
         sha = sha256_file(done.path)
         size = done.path.stat().st_size
-        store_with_retries(self.store, key, done.path, self.config.upload_retries, self._stop)
+        store = self._chunk_store or self._store_for(a)
+        store_with_retries(store, key, done.path, self.config.upload_retries, self._stop)
         layers: list[StoredLayer] = []
         for layer in done.layers:  # one file per view layer: the frame counts once every one is stored
             layer_key = output_key(a.company_id, a.job_id, layer.name)
             layer_sha, layer_size = sha256_file(layer.path), layer.path.stat().st_size
             if layer_key != key:
-                store_with_retries(self.store, layer_key, layer.path, self.config.upload_retries, self._stop)
+                store_with_retries(store, layer_key, layer.path, self.config.upload_retries, self._stop)
             layers.append(StoredLayer(layer.layer, layer_key, layer.name, layer_size, layer_sha))
         event = StoredFrame(
             a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds, tuple(layers)

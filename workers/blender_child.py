@@ -167,8 +167,11 @@ class Child:
     def open(self, msg: dict[str, Any]) -> None:
         bpy = self.bpy
         started = time.monotonic()
+        # A studio's .blend may carry Python (registered text blocks, driver expressions, handlers): never run
+        # it. Off explicitly, not by Blender's default, which a user preference could change.
+        bpy.context.preferences.filepaths.use_scripts_auto_execute = False
         try:
-            bpy.ops.wm.open_mainfile(filepath=msg["path"], load_ui=False)
+            bpy.ops.wm.open_mainfile(filepath=msg["path"], load_ui=False, use_scripts=False)
         except RuntimeError as exc:
             raise SceneFault(f"Blender cannot open {os.path.basename(msg['path'])}: {_one_line(exc)}") from exc
         scene = bpy.context.scene

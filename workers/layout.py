@@ -144,3 +144,12 @@ class JobFolder:
         """Delete the whole folder (the job ended, or the worker starts afresh)."""
         remove_tree(self.root)
         self._stamps.clear()
+
+
+def hide_node_paths(text: str, places: list[tuple[Path, str]]) -> str:
+    """``text`` with this node's folders named by what they are (``<job folder>/input/tex.png``), for reasons the
+    studio reads: the farm's own layout is none of its business. The first place that matches wins, so list the
+    deepest first."""
+    for path, name in places:
+        text = text.replace(str(path), name)
+    return text

@@ -113,6 +113,9 @@ class Job(Base):
     tasks_canceled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tasks_paused: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     frames_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Issue 15 (migration 0011_metric_totals): what /metrics reads instead of scanning the frames.
+    frames_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_frame_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Task(Base):
@@ -200,6 +203,9 @@ class WorkerBeat(Base):
     state: Mapped[str] = mapped_column(String(16))
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Issue 15 (migration 0011_metric_totals): the slot's size, for the resources-in-use gauges.
+    cpus: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    gpus: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class NodeBeat(Base):
@@ -269,3 +275,17 @@ class BrowserSessionRow(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MetricTotal(Base):
+    """A counter or histogram kept up to date as things happen (``farm.lifecycle.tallies``), so ``/metrics`` reads
+    a few rows instead of aggregating history (issue 15). ``buckets``: cumulative counts, one per upper bound of
+    the series' bounds in ``farm.lifecycle.tallies``."""
+
+    __tablename__ = "metric_totals"
+    series: Mapped[str] = mapped_column(String(64), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    buckets: Mapped[list[int]] = mapped_column(JSON, default=list)

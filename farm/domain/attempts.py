@@ -32,8 +32,36 @@ class Fault(StrEnum):
 
 
 @dataclass(frozen=True)
+class UploadGrant:
+    """A signed S3 POST policy: its holder may upload objects whose key starts with ``prefix`` (the job's outputs)
+    until ``expires_at``, and nothing else. The signature covers the prefix, so the store refuses other keys."""
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+    expires_at: float
+
+    def __repr__(self) -> str:  # the signed fields are a bearer credential: never in logs
+        return f"UploadGrant(prefix={self.prefix!r}, expires_at={self.expires_at:.0f})"
+
+
+@dataclass(frozen=True)
+class StoreGrant:
+    """What one assignment may touch in the object store, without any store credential (issue 15): a presigned
+    GET URL per input blob (``blob key -> URL``) and an upload grant for the job's outputs."""
+
+    inputs: dict[str, str]
+    upload: UploadGrant
+    expires_at: float  # when the input URLs lapse (the upload grant says its own)
+
+    def __repr__(self) -> str:  # presigned URLs are bearer credentials: never in logs
+        return f"StoreGrant(inputs={len(self.inputs)}, upload={self.upload!r}, expires_at={self.expires_at:.0f})"
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """One chunk for one attempt."""
+    """One chunk for one attempt. ``grant`` is how the worker reaches the store when it holds no store of its own
+    (an S3 store: render nodes get no keys); None with the local store of the embedded mode."""
 
     job_id: str
     task_id: str
@@ -43,6 +71,7 @@ class Assignment:
     manifest: dict[str, dict[str, Any]]
     frames: list[int]
     settings: dict[str, Any]
+    grant: StoreGrant | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
 from farm.domain.frames import format_frames
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
-from farm.lifecycle import blocklist
+from farm.lifecycle import blocklist, tallies
 from farm.lifecycle.outcomes import Verdict, decide
 from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
 from farm.metering import ledger
@@ -103,6 +103,9 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
     frame row never moves from one chunk to another."""
     wanted = set(task.frames)
     recorded = 0
+    job = s.get(Job, task.job_id)
+    seconds: dict[str, list[float]] = {}  # render times by device, for the totals /metrics reads (issue 15)
+    first_time = 0
     for ev in events:
         if ev.task_id != task.id or ev.attempt != attempt or ev.frame not in wanted:
             log.error(
@@ -115,10 +118,11 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
             )
             continue
         row = _frame(s, task.job_id, ev.frame)
+        old_size = 0
         if row is None:
-            job = s.get(Job, task.job_id)
             if job is not None:
                 job.frames_done += 1
+            first_time += 1
             row = Frame(job_id=task.job_id, frame=ev.frame, task_id=task.id)
             s.add(row)
             loaded: _Preloaded | None = s.info.get(_PRELOADED)
@@ -129,11 +133,21 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
                 "job %s frame %d belongs to task %s, not %s: refused", task.job_id, ev.frame, row.task_id, task.id
             )
             continue
+        else:
+            old_size = int(row.size or 0)
         row.key, row.name, row.size, row.sha256 = ev.key, ev.name, ev.size, ev.sha256
         row.device, row.render_seconds, row.created_at = ev.device, ev.seconds, now
         # One file per view layer: every file, each with its size and sha256 (the first is the row's own).
         row.layers = [asdict(layer) for layer in ev.layers] or None
         recorded += 1
+        seconds.setdefault(str(ev.device or "").lower(), []).append(float(ev.seconds or 0.0))
+        if job is not None:
+            job.frames_bytes = int(job.frames_bytes or 0) + int(ev.size or 0) - old_size
+            job.last_frame_at = now
+    if job is not None and recorded:
+        tallies.observe(s, tallies.FRAMES_RENDERED, job.company_id, [1.0] * first_time)
+        for device, values in seconds.items():
+            tallies.observe(s, tallies.FRAME_RENDER_SECONDS, job.company_id, values, label=device)
     return recorded
 
 

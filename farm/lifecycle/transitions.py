@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
+from farm.clock import utc
 from farm.db.models import Job, Task
 from farm.domain.states import (
     JOB_TERMINAL,
@@ -23,6 +24,7 @@ from farm.domain.states import (
     check_job,
     check_task,
 )
+from farm.lifecycle import tallies
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,15 @@ def set_task_status(task: Task, new: TaskStatus, now: datetime, reason: str = ""
     if old == new:
         return
     check_task(task.id, old, new)
+    waited_since = task.updated_at
     task.status = new
     task.updated_at = now
+    session = object_session(task)
     if job is None:
-        session = object_session(task)
         job = session.get(Job, task.job_id) if session is not None else None
+    if new is TaskStatus.DISPATCHED and job is not None and session is not None and waited_since is not None:
+        # Issue 15: the wait of each chunk, observed at its dispatch (``farm_queue_wait_seconds``).
+        tallies.chunk_waited(session, job.company_id, (utc(now) - utc(waited_since)).total_seconds())
     if job is not None and COUNTER[old] != COUNTER[new]:
         setattr(job, COUNTER[old], getattr(job, COUNTER[old]) - 1)
         setattr(job, COUNTER[new], getattr(job, COUNTER[new]) + 1)
@@ -96,7 +102,12 @@ def recount(session: Session, job: Job) -> None:
     for name, value in counts.items():
         setattr(job, name, value)
     job.tasks_total = total
-    job.frames_done = int(session.scalar(select(func.count()).select_from(Frame).where(Frame.job_id == job.id)) or 0)
+    done, size, last = session.execute(
+        select(func.count(), func.coalesce(func.sum(Frame.size), 0), func.max(Frame.created_at)).where(
+            Frame.job_id == job.id
+        )
+    ).one()
+    job.frames_done, job.frames_bytes, job.last_frame_at = int(done or 0), int(size or 0), last
 
 
 def settle_job(session: Session, job: Job, now: datetime) -> None:
@@ -104,9 +115,7 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
     total, in_flight = job.tasks_total, job.tasks_in_flight
     status = JobStatus(job.status)
     if status is JobStatus.CANCEL_REQUESTED and in_flight == 0:
-        for task in session.scalars(
-            select(Task).where(Task.job_id == job.id, Task.status.not_in(list(TASK_TERMINAL)))
-        ):
+        for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.not_in(list(TASK_TERMINAL)))):
             set_task_status(task, TaskStatus.CANCELED, now, "job canceled", job)
         set_job_status(job, JobStatus.CANCELED, now, job.status_reason or "canceled by request")
         return

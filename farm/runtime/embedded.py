@@ -30,7 +30,8 @@ from scheduler.fairshare import FairShare
 from scheduler.nodes import NodeView
 from scheduler.pool import WorkerPool
 from storage.base import ObjectStore
-from storage.factory import make_store, store_config
+from storage.factory import make_store, store_config, worker_store_config
+from storage.grants import issuer_for, secrets_withheld
 from web import metrics
 from web.monitor.workers import pool_snapshot
 from workers.actor import WorkerConfig
@@ -100,16 +101,17 @@ class EmbeddedFarm:
         cpus = os.cpu_count() or 1
         layout = slot_layout(self.settings.slots, cpus)
         ray_cpus = max(cpus, int(sum(s["cpu"] for s in layout)))
-        ray_runtime.start_embedded(
-            ray_cpus,
-            self.settings.ray_object_store_bytes,
-            Path("/tmp") / f"farm-ray-{os.getpid()}",  # noqa: S108
-        )
+        with secrets_withheld():  # issue 15: Ray's workers and their Blender processes inherit no store key
+            ray_runtime.start_embedded(
+                ray_cpus,
+                self.settings.ray_object_store_bytes,
+                Path("/tmp") / f"farm-ray-{os.getpid()}",  # noqa: S108
+            )
 
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
             return WorkerConfig(
                 name=name,
-                store=cfg,
+                store=worker_store_config(cfg),  # issue 15: an S3 store's keys stay here, workers get grants
                 cache_dir=str(self.settings.cache_dir),
                 cache_bytes=self.settings.worker_cache_bytes,
                 work_dir=str(self.data_dir / "work"),
@@ -140,6 +142,9 @@ class EmbeddedFarm:
             StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
         )
         self.dispatcher.periodic.append(self.meter)  # farm_scheduler_* metrics (issue 14)
+        self.dispatcher.grants = issuer_for(
+            self.store, self.settings.store_grant_base_s, self.settings.store_grant_per_frame_s
+        )  # issue 15: each assignment's scoped store access (None with the local store)
         self.dispatcher.recover()
 
     def _start_scheduler(self) -> None:

@@ -28,12 +28,12 @@ from farm.runtime.bootstrap import bootstrap
 from farm.runtime.health import Health, HealthServer
 from farm.runtime.serving import configure_logging
 from farm.settings import ServerSettings
-from scheduler import leader, ray_runtime
+from scheduler import demand, leader, ray_runtime
 from scheduler.dispatcher import DispatchConfig, Dispatcher
 from scheduler.fairshare import FairShare
-from scheduler.nodes import NodeTracker
 from scheduler.pool import WorkerPool
-from storage.factory import make_store, store_config
+from storage.factory import make_store, store_config, worker_store_config
+from storage.grants import issuer_for
 from workers.actor import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class SchedulerProcess:
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
             return WorkerConfig(
                 name=name,
-                store=cfg,
+                store=worker_store_config(cfg),  # issue 15: an S3 store's keys stay here, workers get grants
                 cache_dir=str(settings.cache_dir),
                 cache_bytes=settings.worker_cache_bytes,
                 work_dir=str(settings.data_dir / "work"),
@@ -98,19 +98,24 @@ class SchedulerProcess:
             )
 
         self.pool = WorkerPool(make_config)
+        tracker, autoscaler = demand.follow_nodes(db, self.clock, self.pool, settings)  # issue 15: autoscaling
         dispatcher = Dispatcher(
             db,
             self.pool,
             self.clock,
             dispatch_config(settings),
             FairShare(settings.fair_share_window_s, settings.starvation_s),
-            nodes=NodeTracker(self.pool),
+            nodes=tracker,
         )
         video = VideoMaker(db, cfg, self.clock)  # issue 13: the video a video-output scene asks for
         dispatcher.on_job_completed = media.each(PreviewMaker(db, cfg), video)
         dispatcher.periodic.append(video.collect)
         dispatcher.periodic.append(StorageSampler(db, store, self.clock, settings.storage_sample_interval_s))
+        # Issue 15: each assignment's scoped store access (None with the local store).
+        dispatcher.grants = issuer_for(store, settings.store_grant_base_s, settings.store_grant_per_frame_s)
         dispatcher.periodic.append(self.meter)  # farm_scheduler_last_loop_timestamp_seconds, loop seconds
+        if autoscaler is not None:
+            dispatcher.periodic.append(autoscaler)  # demand to Ray's autoscaler, idle slots released
         dispatcher.recover()
         self.dispatcher = dispatcher
         log.info("scheduler ready on Ray at %s", self.ray_address)

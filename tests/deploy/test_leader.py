@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -98,13 +99,21 @@ def test_a_leader_that_lost_its_lease_cannot_commit(db: Database) -> None:
     assert "before" in names and "after" not in names
 
 
-def test_two_standbys_racing_for_a_free_lease_make_one_leader(db: Database) -> None:
+def test_standbys_racing_for_a_free_lease_make_one_leader(db: Database) -> None:
     stop = threading.Event()
-    results = [wait_in_thread(elector(db, f"s{i}"), stop) for i in range(3)]
-    time.sleep(1.0)
-    winners = [r for r in results if r.get("generation") is not None]
-    assert len(winners) == 1 and winners[0]["generation"] == 1
+    candidates = [elector(db, f"s{i}") for i in range(3)]
+    for candidate in candidates:
+        threading.Thread(
+            target=lambda c=candidate: c.wait_for_leadership(stop) and c.keep(on_lost=lambda: None), daemon=True
+        ).start()
+    wait_until = time.monotonic() + 10
+    while not any(c.role == "leader" for c in candidates) and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    time.sleep(LEASE_S * 3)  # the winner renews: nobody else may take over meanwhile
+    assert [c.generation for c in candidates if c.role == "leader"] == [1]
     stop.set()
+    for candidate in candidates:
+        candidate.stop_keeping()
 
 
 def test_the_leader_stops_when_it_cannot_renew(db: Database) -> None:
@@ -147,3 +156,22 @@ def test_scheduler_metrics_come_from_the_lease_row(db: Database) -> None:
     released = scrape(db)
     assert released.get("farm_scheduler_leader", []) == []
     assert released["farm_metrics_database_up"] == [({}, 1.0)]
+
+
+def test_store_probe_tells_a_store_that_answers_from_one_that_does_not(tmp_path: Path) -> None:
+    """A real S3 server: up, then its process stopped (connections refused), then back."""
+    from storage.s3 import S3Store
+    from tests.s3_server import S3ServerProcess
+    from web.metrics import StoreProbe
+
+    def exported(probe: StoreProbe) -> list[float]:
+        return [s.value for f in probe.families() for s in f.samples if s.name == "farm_metrics_store_up"]
+
+    with S3ServerProcess() as server:
+        store = S3Store(server.endpoint, server.access_key, server.secret_key, "bucket", retries=0)
+        probe = StoreProbe(store, interval_s=3600)  # probed by hand below, not in the background
+        assert probe.probe() is True and exported(probe) == [1.0]
+        server.stop()
+        assert probe.probe() is False and exported(probe) == [0.0]
+        server.start()
+        assert probe.probe() is True

@@ -327,17 +327,15 @@ def test_worker_groups_toggle() -> None:
     assert not find(docs, "PersistentVolumeClaim")
 
 
-def test_workers_get_storage_but_not_database_credentials(default_docs: list[Doc]) -> None:
+def test_workers_get_no_store_or_database_credentials(default_docs: list[Doc]) -> None:
+    # Issue 15: render nodes run untrusted .blend files; each assignment carries presigned URLs instead of keys.
     for name, group in groups(default_docs).items():
-        env = env_of(group["template"]["spec"]["containers"][0])
-        assert {
-            "FARM_MODE",
-            "FARM_S3_ENDPOINT",
-            "FARM_S3_ACCESS_KEY",
-            "FARM_S3_SECRET_KEY",
-            "FARM_S3_BUCKET",
-        } <= set(env)
-        assert "FARM_DATABASE_URL" not in env and "FARM_SECRET_KEY" not in env, name
+        container = group["template"]["spec"]["containers"][0]
+        env = env_of(container)
+        assert {"FARM_MODE", "FARM_S3_ENDPOINT", "FARM_S3_BUCKET"} <= set(env), name
+        assert not {"FARM_S3_ACCESS_KEY", "FARM_S3_SECRET_KEY", "FARM_DATABASE_URL", "FARM_SECRET_KEY"} & set(env), name
+        assert "s3-secret-key" not in str(container) and "s3-access-key" not in str(container), name
+        assert "envFrom" not in container, name
 
 
 # --- API -----------------------------------------------------------------------------------------------------

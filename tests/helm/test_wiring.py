@@ -72,7 +72,11 @@ def test_every_farm_process_uses_the_release_bucket(ci_docs: list[Doc], monkeypa
         assert settings.s3_bucket == env_of(bucket_job)["S3_BUCKET"] == "render-farm", label
         assert settings.s3_secure is False, label
         secret = secret_data(ci_docs)[f"{FULLNAME}-credentials"]
-        assert (settings.s3_access_key, settings.s3_secret_key) == (secret["s3-access-key"], secret["s3-secret-key"])
+        if label.startswith("RayCluster/"):  # issue 15: render nodes hold no store key, assignments carry grants
+            assert (settings.s3_access_key, settings.s3_secret_key) == ("", ""), label
+        else:
+            keys = (settings.s3_access_key, settings.s3_secret_key)
+            assert keys == (secret["s3-access-key"], secret["s3-secret-key"]), label
         assert settings.ray_address == f"{HEAD_SVC}:6379", label
     assert len(labels) == 5, labels  # API, scheduler, migration Job, CPU and GPU workers
 
@@ -132,7 +136,9 @@ def test_external_services_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
     for label, container in farm_containers(docs):
         settings = settings_of(container, docs, monkeypatch)
         assert settings.storage is StorageBackend.S3 and settings.s3_endpoint == "s3.studio.example:9000", label
-        assert settings.s3_secure is True and settings.s3_access_key == "AKIAEXAMPLE", label
+        assert settings.s3_secure is True, label
+        # Issue 15: the control plane holds the store's key, render nodes none.
+        assert settings.s3_access_key == ("" if label.startswith("RayCluster/") else "AKIAEXAMPLE"), label
         if not label.startswith("RayCluster/"):
             assert settings.db_url == "postgresql+psycopg://farm:pw@db.studio.example:5432/farm", label
         seen.append(label)

@@ -181,6 +181,12 @@ def test_a_single_layer_format_with_two_view_layers_stores_one_file_per_layer(fa
     assert one.status_code == 200 and one.content == (tmp_path / "dl" / "out" / "img_0001_Back.png").read_bytes()
     nope = client.http.get(f"/api/v1/jobs/{job.id}/frames/1", params={"layer": "Nope"})
     assert nope.status_code == 404 and "Fore, Back" in nope.text, nope.text
+    # fsck checks every layer's file, not only the first.
+    from farm.services.fsck import scan
+
+    back_key = next(i.key for i in farm.store.list("outputs/") if i.key.endswith(f"{job.id}/out/img_0002_Back.png"))
+    farm.store.delete(back_key)
+    assert (job.id, 2, back_key) in scan(farm.db, farm.store).lost_frames
     # With one layer picked there is one file per frame again.
     picked = wait_job(client, client.submit(scenes / "layers_png.blend", "1", name="b", view_layers=["Back"]).job.id)
     assert [(f.name, f.layers) for f in client.frames(picked.id).frames] == [("out/img_0001.png", [])]

@@ -179,6 +179,19 @@ def test_scene_faults_fail_at_once_and_never_block_the_node(farm, client, sample
     assert wait_job(client, ok.id).status.value == "completed"
 
 
+def test_a_scene_blender_cannot_read_fails_once_without_the_nodes_paths(farm, client, tmp_path):
+    garbage = tmp_path / "broken.blend"
+    garbage.write_bytes(b"BLENDER-v500" + secrets.token_bytes(4000))  # looks like a .blend to the API, not to Blender
+    job_id = _job_of_blobs(client, {"scene.blend": garbage}, "scene.blend", frames="1", chunk_size=1)
+    done = wait_job(client, job_id)
+    assert done.status.value == "failed"
+    [attempt] = client.tasks(job_id).tasks[0].attempts
+    assert attempt.fault == "scene" and "cannot open" in attempt.reason, attempt.reason
+    # Blender names the file by its full path; the studio sees the job folder, not this node's layout.
+    assert "<job folder>" in attempt.reason or "scene.blend" in attempt.reason
+    assert str(farm.settings.data_dir) not in attempt.reason and "/jobs/" not in attempt.reason, attempt.reason
+
+
 def test_missing_inputs_fail_the_chunk_by_name_or_warn_when_allowed(farm, client, clean, sample_blend):
     # The texture is left out of the manifest: Blender opens the scene and cannot find it.
     job_id = _job_of_blobs(client, {"scene.blend": sample_blend}, "scene.blend", frames="1-2", chunk_size=2)

@@ -40,10 +40,30 @@ def available(app: FastAPI) -> frozenset[str]:
     return frozenset(ACTIONS)
 
 
-def shown(app_actions: frozenset[str], status: JobStatus) -> list[str]:
+def shown(
+    app_actions: frozenset[str], status: JobStatus, failed_chunks: int = 1, unfinished_chunks: bool = True
+) -> list[str]:
     """The action buttons to show for a job in ``status``, in a fixed order: those the actions table says would
-    change something."""
-    return [a for a in ACTIONS if a in app_actions and status in RULES[Action(a)].acts_in]
+    change something. Retry ("Retry failed chunks") only when a chunk failed, or a canceled job has chunks left."""
+    out = [a for a in ACTIONS if a in app_actions and status in RULES[Action(a)].acts_in]
+    if Action.RETRY.value in out and not (failed_chunks > 0 or (status is JobStatus.CANCELED and unfinished_chunks)):
+        out.remove(Action.RETRY.value)
+    return out
+
+
+#: How a job's status reason reads: a wish carried out is information, a hold or a warning needs a look, a
+#: failure is an error.
+SEVERITY: dict[JobStatus, str] = {
+    JobStatus.FAILED: "error",
+    JobStatus.QUEUED: "warning",  # a reason on a queued job is a hold (budget, no node may take it)
+    JobStatus.ACTIVE: "warning",
+    JobStatus.REQUEUEING: "warning",
+}
+
+
+def severity(status: JobStatus) -> str:
+    """``info``, ``warning`` or ``error``: the colour of a job's status reason."""
+    return SEVERITY.get(status, "info")
 
 
 async def perform(app: FastAPI, ctx: AppContext, who: Principal, job_id: str, action: str) -> None:

@@ -23,12 +23,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from farm.db import models
-from farm.db.models import Job
 from farm.domain.states import JobStatus
 from farm.errors import FarmError, NotFound, Unauthorized, ValidationFailed
 from farm.media import thumbnails
@@ -40,7 +36,7 @@ from storage.base import output_key
 from web import i18n, session
 from web.deps import AppContext, Ctx
 from web.monitor import actions, views
-from web.monitor.workers import WorkerView, beat_age, db_snapshot
+from web.monitor.workers import WorkerView, workers_board
 from web.params import FrameNumber
 
 log = logging.getLogger(__name__)
@@ -58,8 +54,6 @@ STREAM_INTERVAL_S = 0.5
 STREAM_MAX_S = 60.0
 #: How often an open event stream checks that its session still stands (logout, revocation, expiry).
 SESSION_CHECK_S = 2.0
-#: After a job completes, how long its stream keeps looking for the preview video.
-PREVIEW_GRACE_S = 20.0
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".exr": "image/x-exr"}
 
 
@@ -100,12 +94,25 @@ def locale_of(request: Request) -> i18n.Translator:
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    """An error as a page in the viewer's language (the detail stays as the farm wrote it)."""
+    """An error as a page in the viewer's language, with the header, navigation and language switch of every page
+    when the request has a session (the detail stays as the farm wrote it)."""
     t = locale_of(request)
+    who: Principal | None = None
+    csrf = ""
+    ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+    browser = session.load(request, ctx.settings) if ctx is not None else None
+    if ctx is not None and browser is not None:
+        csrf = browser.csrf
+        if browser.logged_in:
+            try:
+                with ctx.db.session() as s:
+                    who = session.principal_for(s, browser, ctx.clock.now())
+            except (Unauthorized, FarmError):
+                who = None
     return TEMPLATES.TemplateResponse(
         request,
         "error.html",
-        {"t": t, "viewer": None, "csrf": "", "status": status, "message": message, "nav": ""},
+        {"t": t, "viewer": who, "csrf": csrf, "status": status, "message": message, "nav": ""},
         status_code=status,
     )
 
@@ -224,6 +231,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
             },
             status_code=401,
         )
+
     def _start() -> session.BrowserSession:
         with ctx.db.session() as s:
             return session.start(s, who.token_id, ctx.clock.now())
@@ -278,16 +286,19 @@ def row_json(t: i18n.Translator, row: views.JobRow, app_actions: frozenset[str])
         "status": row.status.value,
         "status_label": t("status." + row.status.value),
         "reason": row.status_reason,
+        "severity": actions.severity(row.status),
         "fraction": round(row.fraction, 4),
         "percent": t.percent(row.fraction),
         "frames": t("jobs.frames_of", done=t.number(row.frames_done), total=t.number(row.frames_total)),
         "chunks": t("jobs.frames_of", done=t.number(row.tasks_done), total=t.number(row.tasks_total)),
-        "elapsed": t.duration(row.elapsed_s),
+        "elapsed": t.duration(row.elapsed_s) if row.elapsed_s is not None else "—",
         "eta": t.duration(row.eta_s) if row.eta_s is not None else "—",
         "started": t.datetime(row.started_at),
         "finished": t.datetime(row.finished_at),
+        "priority": t.number(row.priority),
         "terminal": row.terminal,
-        "actions": actions.shown(app_actions, row.status),
+        "retry_label": t("action.retry" if row.tasks_failed else "action.retry_canceled"),
+        "actions": actions.shown(app_actions, row.status, row.tasks_failed, row.tasks_done < row.tasks_total),
     }
 
 
@@ -296,13 +307,14 @@ def jobs_page(
     request: Request,
     v: Seen,
     ctx: Ctx,
-    status: str | None = None,
     page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    """The jobs list: filter by status, 50 per page, live progress for the unfinished ones."""
-    wanted = JobStatus(status) if status in {s.value for s in JobStatus} else None
+    """The jobs list: filter by status, search by name or id, sort by a column, 50 per page; live over ``/events``
+    (progress, and jobs that start or stop matching the list)."""
+    del page_number  # validated here (a 422 for page=0), read with the rest of the query
+    query = views.ListQuery.from_params(dict(request.query_params))
     with ctx.db.session() as s:
-        rows, total = views.job_page(s, v.who, wanted, page_number, ctx.clock.now())
+        rows, total = views.job_page(s, v.who, query, ctx.clock.now())
     pages = max(1, math.ceil(total / views.PAGE_SIZE))
     app_actions = actions.available(request.app)
     return page(
@@ -312,11 +324,13 @@ def jobs_page(
         "jobs",
         rows=rows,
         total=total,
-        page_number=page_number,
+        query=query,
+        page_number=query.page,
         pages=pages,
-        status=wanted.value if wanted else "",
+        status=query.status.value if query.status else "",
         statuses=[s.value for s in JobStatus],
-        live_ids=",".join(r.id for r in rows if not r.terminal),
+        sorts=list(views.SORTS),
+        topic=f"list:{query.encode()}",
         row_json=lambda r: row_json(v.t, r, app_actions),
     )
 
@@ -340,7 +354,7 @@ def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
         has_preview=has_preview,
         product=product,
         all_actions=[a for a in actions.ACTIONS if a in app_actions],
-        shown_actions=actions.shown(app_actions, detail.job.status),
+        shown_actions=row_json(v.t, detail.job, app_actions)["actions"],
         state=row_json(v.t, detail.job, app_actions),
         job_id=detail.job.id,
         blocklist=detail.blocklist,
@@ -505,141 +519,21 @@ def event_response(body: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-@router.get("/jobs/{job_id}/events")
-async def job_events(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
-    """Live progress of one job: ``job`` (progress), ``tasks`` (chunk rows), ``blocklist`` (the blocklisted
-    nodes' section), ``frames`` (new thumbnails), ``log`` (changed attempt blocks), ``preview`` and finally ``end``."""
-
-    def load() -> tuple[views.JobDetail, bool]:
-        with ctx.db.session() as s:
-            detail = views.job_detail(s, v.who, job_id, ctx.clock.now())
-        return detail, ctx.store.stat(detail.preview_key) is not None
-
-    await run_in_threadpool(load)  # 404 before the stream starts
-    app_actions = actions.available(request.app)
-    sent_job: dict[str, Any] = {}
-    sent_tasks = ""
-    sent_blocklist = ""
-    sent_frames: dict[int, str] = {}
-    sent_log: dict[str, tuple[str, str]] = {}
-    sent_preview = False
-    finished_at: float | None = None
-
-    async def tick() -> tuple[list[str], bool]:
-        nonlocal sent_job, sent_tasks, sent_blocklist, sent_preview, finished_at
-        detail, has_preview = await run_in_threadpool(load)
-        out = []
-        state = row_json(v.t, detail.job, app_actions)
-        if state != sent_job:
-            out.append(sse("job", state))
-            sent_job = state
-        tasks_html = TEMPLATES.get_template("_tasks.html").render(t=v.t, tasks=detail.tasks)
-        if tasks_html != sent_tasks:
-            out.append(sse("tasks", {"html": tasks_html}))
-            sent_tasks = tasks_html
-        listed = blocklist_html(v, detail)
-        if listed != sent_blocklist:
-            out.append(sse("blocklist", {"html": listed, "shown": bool(detail.blocklist)}))
-            sent_blocklist = listed
-        new_frames = [tile for tile in detail.tiles if tile.done and sent_frames.get(tile.frame) != tile.version]
-        if new_frames:
-            out.append(
-                sse(
-                    "frames",
-                    [
-                        {
-                            "frame": tile.frame,
-                            "version": tile.version,
-                            "thumb": f"/jobs/{quote(job_id)}/frames/{tile.frame}/thumb?v={tile.version}",
-                            "image": f"/jobs/{quote(job_id)}/frames/{tile.frame}/image",
-                            "label": v.t("job.frame_n", frame=tile.frame),
-                        }
-                        for tile in new_frames
-                    ],
-                )
-            )
-            sent_frames.update({tile.frame: tile.version for tile in new_frames})
-        changed = [b for b in detail.log if sent_log.get(b.key) != (b.title, b.text)]
-        if changed:
-            out.append(sse("log", [{"key": b.key, "title": b.title, "text": b.text} for b in changed]))
-            sent_log.update({b.key: (b.title, b.text) for b in changed})
-        if has_preview and not sent_preview:
-            out.append(sse("preview", {"url": f"/jobs/{quote(job_id)}/preview.mp4"}))
-            sent_preview = True
-        done = False
-        if detail.job.terminal:
-            finished_at = finished_at or time.monotonic()
-            waiting_for_preview = detail.job.status is JobStatus.COMPLETED and not sent_preview
-            done = not waiting_for_preview or time.monotonic() - finished_at > PREVIEW_GRACE_S
-        return out, done
-
-    return event_response(stream(request, tick, v, ctx))
-
-
-@router.get("/events/jobs")
-async def jobs_events(request: Request, v: Seen, ctx: Ctx, ids: str = "") -> Response:
-    """Live progress of the listed jobs (those of the page the viewer looks at), ``job`` events, then ``end``."""
-    wanted = [i for i in ids.split(",") if i][:200]
-    app_actions = actions.available(request.app)
-    sent: dict[str, dict[str, Any]] = {}
-
-    def load() -> list[views.JobRow]:
-        with ctx.db.session() as s:
-            return views.job_rows(s, v.who, wanted, ctx.clock.now())
-
-    async def tick() -> tuple[list[str], bool]:
-        rows = await run_in_threadpool(load)
-        out = []
-        for row in rows:
-            state = row_json(v.t, row, app_actions)
-            if sent.get(row.id) != state:
-                out.append(sse("job", state))
-                sent[row.id] = state
-        return out, all(row.terminal for row in rows)
-
-    return event_response(stream(request, tick, v, ctx))
-
-
 # ---- workers and usage -----------------------------------------------------------------------------------------
 @router.get("/workers", response_class=HTMLResponse)
 def workers_page(request: Request, v: Seen, ctx: Ctx) -> Response:
-    """Render slots: node, resources, current chunk, last heartbeat, blocklisted jobs.
+    """Render slots: node, resources, current job and chunk, last heartbeat, blocklisted jobs; live over
+    ``/events`` (topic ``workers``). Slots are shared by every company: others see that a slot is busy, not with
+    whose job."""
+    return page(request, v, "workers.html", "workers", table=workers_table(request, v, ctx))
 
-    Slots are shared by every company: others see that a slot is busy, not with whose job.
-    """
+
+def workers_table(request: Request, v: Viewer, ctx: AppContext) -> str:
+    """The Workers page's table (or its "none" line), as the page renders it and the stream sends it."""
     snapshot: Callable[[], list[WorkerView]] | None = getattr(request.app.state, "worker_snapshot", None)
     with ctx.db.session() as s:
-        workers = snapshot() if snapshot is not None else db_snapshot(s)
-        blocked = {w.name: set(w.blocked_jobs) for w in workers}
-        by_node = node_blocklists(s)
-        for w in workers:
-            blocked[w.name] |= by_node.get(w.node, set())
-        job_ids = {w.job_id for w in workers if w.job_id} | {j for jobs in blocked.values() for j in jobs}
-        owners = dict(s.execute(select(Job.id, Job.company_id).where(Job.id.in_(job_ids))).all()) if job_ids else {}
-    now = time.time()
-    mine = {job_id for job_id, company in owners.items() if v.who.is_platform_admin or company == v.who.company_id}
-    return page(
-        request,
-        v,
-        "workers.html",
-        "workers",
-        workers=workers,
-        mine=mine,
-        ages={w.name: beat_age(w, now) for w in workers},
-        blocked={name: sorted(jobs) for name, jobs in blocked.items()},
-        live=snapshot is not None,
-    )
-
-
-def node_blocklists(s: Session) -> dict[str, set[str]]:
-    """node → jobs it is blocked for, from the scheduler's blocklist table when this version of the farm has one."""
-    entry: Any = getattr(models, "BlocklistEntry", None)
-    if entry is None:
-        return {}
-    out: dict[str, set[str]] = {}
-    for node, job_id in s.execute(select(entry.node, entry.job_id).where(entry.blocked_at.is_not(None))):
-        out.setdefault(str(node), set()).add(str(job_id))
-    return out
+        board = workers_board(s, v.who, snapshot, ctx.clock.now())
+    return TEMPLATES.get_template("_workers.html").render(t=v.t, catalogue=i18n.catalogue(), board=board)
 
 
 def this_month(now: datetime) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlencode
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from farm.clock import utc
-from farm.contract import BlockedNode, TaskOut
-from farm.db.models import Blob, Company, Frame, Job, Task
+from farm.contract import BlockedNode, JobSettings, TaskOut
+from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
 from farm.domain.frames import parse_frames
 from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
 from farm.lifecycle import control
@@ -45,6 +47,10 @@ class JobRow:
     finished_at: datetime | None
     elapsed_s: float | None
     eta_s: float | None
+    priority: int = 50
+    chunk_size: int = 1
+    settings: JobSettings = field(default_factory=JobSettings)
+    tasks_failed: int = 0
 
     @property
     def fraction(self) -> float:
@@ -55,15 +61,68 @@ class JobRow:
         return self.status in JOB_TERMINAL
 
 
-def _row(job: Job, company: str, frames_done: int, tasks_done: int, tasks_total: int, now: datetime) -> JobRow:
+def running_seconds(intervals: list[tuple[datetime, datetime | None]], until: datetime) -> float:
+    """Seconds up to ``until`` during which at least one of the attempts ran (open attempts run until ``until``):
+    the time a job sat queued, paused or canceled between its attempts does not count."""
+    total = 0.0
+    end_so_far: datetime | None = None
+    for started, ended in sorted((utc(a), utc(b) if b else until) for a, b in intervals):
+        started, ended = min(started, until), min(ended, until)
+        if end_so_far is not None and started < end_so_far:
+            started = end_so_far
+        if ended > started:
+            total += (ended - started).total_seconds()
+            end_so_far = ended
+        elif end_so_far is None or ended > end_so_far:
+            end_so_far = max(end_so_far or ended, ended)
+    return total
+
+
+#: How many of the latest frames set the pace of the time-left estimate.
+ETA_WINDOW = 20
+
+
+def eta_seconds(
+    intervals: list[tuple[datetime, datetime | None]],
+    recent_frames: list[datetime],
+    frames_done: int,
+    frames_total: int,
+    now: datetime,
+) -> float | None:
+    """Time left from recent throughput: the latest ``ETA_WINDOW`` frames over the running time they took. Both
+    count running time only, so a paused job's estimate stays where it was instead of growing."""
+    left = frames_total - frames_done
+    if frames_done <= 0 or left <= 0 or not intervals:
+        return None
+    latest = sorted((utc(f) for f in recent_frames), reverse=True)
+    ran = running_seconds(intervals, now)
+    if len(latest) > ETA_WINDOW:
+        window = ETA_WINDOW
+        ran -= running_seconds(intervals, latest[ETA_WINDOW])
+    else:
+        window = frames_done
+    if ran <= 0:
+        return None
+    return left * ran / window
+
+
+def _row(
+    job: Job,
+    company: str,
+    frames_done: int,
+    tasks: dict[str, int],
+    intervals: list[tuple[datetime, datetime | None]],
+    recent: list[datetime],
+    now: datetime,
+) -> JobRow:
     started = utc(job.started_at) if job.started_at else None
     finished = utc(job.finished_at) if job.finished_at else None
-    elapsed = ((finished or now) - started).total_seconds() if started else None
-    eta = None
     status = JobStatus(job.status)
-    if elapsed is not None and finished is None and 0 < frames_done < job.frames_total and status not in JOB_TERMINAL:
-        # Frames so far set the pace; good enough for chunks of similar frames, which is the common case.
-        eta = elapsed / frames_done * (job.frames_total - frames_done)
+    until = finished if finished and status in JOB_TERMINAL else now
+    elapsed = running_seconds(intervals, until) if intervals else None
+    eta = None
+    if status not in JOB_TERMINAL:
+        eta = eta_seconds(intervals, recent, frames_done, job.frames_total, now)
     return JobRow(
         id=job.id,
         name=job.name,
@@ -74,13 +133,17 @@ def _row(job: Job, company: str, frames_done: int, tasks_done: int, tasks_total:
         frames=job.frames,
         frames_done=frames_done,
         frames_total=job.frames_total,
-        tasks_done=tasks_done,
-        tasks_total=tasks_total,
+        tasks_done=tasks.get(TaskStatus.COMPLETED.value, 0),
+        tasks_total=sum(tasks.values()),
         created_at=utc(job.created_at),
         started_at=started,
         finished_at=finished,
-        elapsed_s=max(0.0, elapsed) if elapsed is not None else None,
+        elapsed_s=elapsed,
         eta_s=eta,
+        priority=job.priority,
+        chunk_size=job.chunk_size,
+        settings=JobSettings.of(job.settings),
+        tasks_failed=tasks.get(TaskStatus.FAILED.value, 0),
     )
 
 
@@ -91,34 +154,118 @@ def _rows(session: Session, found: list[tuple[Job, str]], now: datetime) -> list
     frames_done = dict(
         session.execute(select(Frame.job_id, func.count()).where(Frame.job_id.in_(ids)).group_by(Frame.job_id)).all()
     )
-    tasks_total: dict[str, int] = {}
-    tasks_done: dict[str, int] = {}
+    tasks: dict[str, dict[str, int]] = {}
     for job_id, status, count in session.execute(
         select(Task.job_id, Task.status, func.count()).where(Task.job_id.in_(ids)).group_by(Task.job_id, Task.status)
     ):
-        tasks_total[job_id] = tasks_total.get(job_id, 0) + int(count)
-        if status == TaskStatus.COMPLETED.value:
-            tasks_done[job_id] = tasks_done.get(job_id, 0) + int(count)
+        key = status.value if isinstance(status, TaskStatus) else str(status)
+        tasks.setdefault(job_id, {})[key] = int(count)
+    intervals: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for job_id, started, ended in session.execute(
+        select(Task.job_id, TaskAttempt.started_at, TaskAttempt.ended_at)
+        .join(Task, Task.id == TaskAttempt.task_id)
+        .where(Task.job_id.in_(ids))
+    ):
+        intervals.setdefault(job_id, []).append((started, ended))
+    recent: dict[str, list[datetime]] = {}
+    for job, _ in found:
+        if JobStatus(job.status) not in JOB_TERMINAL and frames_done.get(job.id):
+            recent[job.id] = list(
+                session.scalars(
+                    select(Frame.created_at)
+                    .where(Frame.job_id == job.id)
+                    .order_by(Frame.created_at.desc())
+                    .limit(ETA_WINDOW + 1)
+                )
+            )
     return [
-        _row(job, company, int(frames_done.get(job.id, 0)), tasks_done.get(job.id, 0), tasks_total.get(job.id, 0), now)
+        _row(
+            job,
+            company,
+            int(frames_done.get(job.id, 0)),
+            tasks.get(job.id, {}),
+            intervals.get(job.id, []),
+            recent.get(job.id, []),
+            now,
+        )
         for job, company in found
     ]
 
 
+#: The jobs list's sortable columns → what they sort by.
+SORTS = {
+    "submitted": Job.created_at,
+    "name": Job.name,
+    "status": Job.status,
+    "priority": Job.priority,
+    "frames": Job.frames_total,
+}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What the jobs list shows: status filter, search (name or id), sort column and direction, page."""
+
+    status: JobStatus | None = None
+    search: str = ""
+    sort: str = "submitted"
+    descending: bool = True
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> ListQuery:
+        """From the list's query string; unknown values fall back to the defaults (a stale link still works)."""
+        status = params.get("status") or ""
+        sort = params.get("sort") or "submitted"
+        try:
+            page = max(1, min(1_000_000, int(params.get("page") or 1)))
+        except ValueError:
+            page = 1
+        return cls(
+            status=JobStatus(status) if status in {s.value for s in JobStatus} else None,
+            search=(params.get("q") or "").strip()[:200],
+            sort=sort if sort in SORTS else "submitted",
+            descending=(params.get("dir") or ("desc" if sort == "submitted" else "asc")) != "asc",
+            page=page,
+        )
+
+    def params(self, **changes: object) -> dict[str, str]:
+        """The query string's fields for this list, with ``changes`` (e.g. ``page=2``); defaults left out."""
+        values: dict[str, object] = {
+            "status": self.status.value if self.status else "",
+            "q": self.search,
+            "sort": self.sort if self.sort != "submitted" else "",
+            "dir": "" if self.descending == (self.sort == "submitted") else ("desc" if self.descending else "asc"),
+            "page": self.page if self.page > 1 else "",
+        }
+        values.update(changes)
+        return {k: str(v) for k, v in values.items() if v not in ("", None, 1)}
+
+    def encode(self, **changes: object) -> str:
+        """The query string (without ``?``), canonical: the same list always gives the same string."""
+        return urlencode(self.params(**changes))
+
+
 def job_page(
-    session: Session, who: Principal, status: JobStatus | None, page: int, now: datetime, size: int = PAGE_SIZE
+    session: Session, who: Principal, query: ListQuery, now: datetime, size: int = PAGE_SIZE
 ) -> tuple[list[JobRow], int]:
-    """One page of the caller's jobs, newest first, and how many jobs match in all."""
-    query = select(Job, Company.name).join(Company, Company.id == Job.company_id)
+    """One page of the caller's jobs in the query's order, and how many jobs match in all."""
+    rows = select(Job, Company.name).join(Company, Company.id == Job.company_id)
     count = select(func.count()).select_from(Job)
+    conditions = []
     if not who.is_platform_admin:
-        query = query.where(Job.company_id == who.company_id)
-        count = count.where(Job.company_id == who.company_id)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-        count = count.where(Job.status == status.value)
-    query = query.order_by(Job.created_at.desc(), Job.id).limit(size).offset(max(0, page - 1) * size)
-    found = [(job, str(name)) for job, name in session.execute(query).all()]
+        conditions.append(Job.company_id == who.company_id)
+    if query.status is not None:
+        conditions.append(Job.status == query.status.value)
+    if query.search:
+        pattern = "%" + query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(or_(Job.name.ilike(pattern, escape="\\"), Job.id.ilike(pattern, escape="\\")))
+    rows, count = rows.where(*conditions), count.where(*conditions)
+    column = SORTS[query.sort]
+    order = column.desc() if query.descending else column.asc()
+    tie = Job.created_at.desc() if query.sort != "submitted" else Job.id
+    rows = rows.order_by(order, tie, Job.id).limit(size).offset(max(0, query.page - 1) * size)
+    found = [(job, str(name)) for job, name in session.execute(rows).all()]
     return _rows(session, found, now), int(session.scalar(count) or 0)
 
 
@@ -204,7 +351,8 @@ def log_blocks(tasks: list[TaskOut]) -> list[LogBlock]:
         for attempt in task.attempts:
             title = (
                 f"chunk {task.index} (frames {task.frames}) · attempt {attempt.number} · {attempt.node or '?'}"
-                f" · {attempt.status}" + (f" · {attempt.reason}" if attempt.reason else "")
+                f" · {attempt.status}"
+                + (f" · {attempt.reason}" if attempt.reason and attempt.status != "canceled" else "")
             )
             blocks.append(LogBlock(key=f"{task.index}-{attempt.number}", title=title, text=attempt.log_tail))
     return blocks

@@ -1,8 +1,12 @@
-// The monitor's only script: applies what the server's event streams send. No framework, no build step.
+// The monitor's only page script: applies what the server's event stream sends. No framework, no build step.
 // Every text arrives formatted by the server in the viewer's language; this file never builds user-facing text.
+// All tabs of a browser share ONE stream through a SharedWorker (monitor-worker.js); where there is no
+// SharedWorker (some phone browsers) a tab opens its own stream on the same /events endpoint.
 "use strict";
 
 (function () {
+  var WORKER = "/static/monitor-worker.js?v=1";
+
   function setFields(root, state) {
     root.querySelectorAll("[data-f]").forEach(function (el) {
       var key = el.getAttribute("data-f");
@@ -17,114 +21,11 @@
       } else if (key === "reason") {
         el.textContent = state.reason;
         el.hidden = !state.reason;
+        el.className = "reason reason-" + state.severity;
+        el.setAttribute("data-severity", state.severity);
       } else {
         el.textContent = state[key];
       }
-    });
-  }
-
-  function on(source, name, handler) {
-    source.addEventListener(name, function (ev) {
-      handler(JSON.parse(ev.data));
-    });
-  }
-
-  function confirmForms() {
-    document.querySelectorAll("button[data-confirm]").forEach(function (button) {
-      button.form.addEventListener("submit", function (ev) {
-        if (!window.confirm(button.getAttribute("data-confirm"))) ev.preventDefault();
-      });
-    });
-  }
-
-  function jobPage(main) {
-    var source = new EventSource(main.getAttribute("data-events"));
-    var grid = document.getElementById("frames");
-    var logBox = document.getElementById("log-blocks");
-    var summary = document.querySelector(".summary");
-
-    on(source, "job", function (state) {
-      setFields(summary, state);
-      document.querySelectorAll("form[data-action]").forEach(function (form) {
-        form.hidden = state.actions.indexOf(form.getAttribute("data-action")) < 0;
-      });
-    });
-    on(source, "tasks", function (data) {
-      document.getElementById("tasks").innerHTML = data.html;
-    });
-    on(source, "blocklist", function (data) {
-      // Rendered by the server with the viewer's CSRF token: the unblock forms post like the other actions.
-      document.getElementById("blocklist-body").innerHTML = data.html;
-      document.getElementById("blocklist").hidden = !data.shown;
-    });
-    on(source, "frames", function (frames) {
-      frames.forEach(function (f) {
-        var tile = grid.querySelector('li[data-frame="' + f.frame + '"]');
-        if (tile && tile.getAttribute("data-version") === f.version) return;
-        if (!tile) {
-          tile = document.createElement("li");
-          tile.setAttribute("data-frame", String(f.frame));
-          var cap = document.createElement("span");
-          cap.className = "cap";
-          cap.textContent = String(f.frame);
-          tile.appendChild(cap);
-          grid.appendChild(tile);
-        }
-        var link = document.createElement("a");
-        link.href = f.image;
-        var img = document.createElement("img");
-        img.src = f.thumb;
-        img.alt = f.label;
-        img.width = 160;
-        link.appendChild(img);
-        var old = tile.querySelector("a, .pending");
-        if (old) tile.replaceChild(link, old); else tile.insertBefore(link, tile.firstChild);
-        tile.setAttribute("data-version", f.version);
-        tile.classList.add("done");
-      });
-    });
-    on(source, "log", function (blocks) {
-      var empty = logBox.querySelector(".log-empty");
-      if (empty) empty.hidden = true;
-      var atBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 24;
-      blocks.forEach(function (b) {
-        var block = logBox.querySelector('section[data-key="' + b.key + '"]');
-        if (!block) {
-          block = document.createElement("section");
-          block.className = "log-block";
-          block.setAttribute("data-key", b.key);
-          block.appendChild(document.createElement("h3"));
-          block.appendChild(document.createElement("pre"));
-          logBox.insertBefore(block, empty || null);
-        }
-        block.querySelector("h3").textContent = b.title;
-        block.querySelector("pre").textContent = b.text;
-      });
-      if (atBottom) logBox.scrollTop = logBox.scrollHeight;  // a tail follows new output unless the reader scrolled up
-    });
-    on(source, "preview", function (data) {
-      var section = document.getElementById("preview");
-      var video = document.getElementById("preview-video");
-      if (!video.getAttribute("src")) video.src = data.url;
-      section.hidden = false;
-    });
-    on(source, "end", function (data) {
-      source.close();
-      if (data && data.reason === "session") toLogin();  // logged out, revoked or expired meanwhile
-    });
-  }
-
-  function jobsPage(table) {
-    var ids = table.getAttribute("data-live-jobs");
-    if (!ids) return;
-    var source = new EventSource("/events/jobs?ids=" + encodeURIComponent(ids));
-    on(source, "job", function (state) {
-      var row = table.querySelector('tr[data-job="' + state.id + '"]');
-      if (row) setFields(row, state);
-    });
-    on(source, "end", function (data) {
-      source.close();
-      if (data && data.reason === "session") toLogin();  // logged out, revoked or expired meanwhile
     });
   }
 
@@ -132,11 +33,172 @@
     window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
   }
 
+  // Calls handler(kind, data) for every update of the topics; goes to the login page when the session ends.
+  function watch(topics, handler) {
+    function deliver(message) {
+      if (message.type === "end") {
+        if (message.data && message.data.reason === "session") toLogin();  // logged out, revoked or expired
+        return;
+      }
+      if (topics.indexOf(message.topic) < 0) return;
+      handler(message.kind, message.data);
+      document.body.setAttribute("data-live-seen", "yes");  // the page is live (tests and curious readers)
+    }
+    if (window.SharedWorker) {
+      try {
+        var port = new SharedWorker(WORKER, {name: "farm-monitor"}).port;
+        port.onmessage = function (ev) { deliver(ev.data); };
+        port.postMessage({watch: topics});
+        var ping = setInterval(function () { port.postMessage({ping: true}); }, 15000);
+        window.addEventListener("pagehide", function () {
+          clearInterval(ping);
+          port.postMessage({bye: true});
+        });
+        window.addEventListener("pageshow", function (ev) {
+          if (ev.persisted) port.postMessage({watch: topics});  // back from the back/forward cache
+        });
+        return;
+      } catch (e) { /* blocked (e.g. a privacy mode): fall back to a stream of this tab's own */ }
+    }
+    var url = "/events?" + topics.map(function (t) { return "watch=" + encodeURIComponent(t); }).join("&");
+    var source = new EventSource(url);
+    source.addEventListener("m", function (ev) { deliver(Object.assign({type: "m"}, JSON.parse(ev.data))); });
+    source.addEventListener("end", function (ev) {
+      source.close();
+      deliver({type: "end", data: ev.data ? JSON.parse(ev.data) : {}});
+    });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) deliver({type: "end", data: {reason: "session"}});
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  function confirmForms(root) {
+    root.querySelectorAll("button[data-confirm]").forEach(function (button) {
+      if (button.form.hasAttribute("data-confirming")) return;
+      button.form.setAttribute("data-confirming", "");
+      button.form.addEventListener("submit", function (ev) {
+        if (!window.confirm(button.getAttribute("data-confirm"))) ev.preventDefault();
+      });
+    });
+  }
+
+  function frames(grid, list) {
+    list.forEach(function (f) {
+      var tile = grid.querySelector('li[data-frame="' + f.frame + '"]');
+      if (tile && tile.getAttribute("data-version") === f.version) return;
+      if (!tile) {
+        tile = document.createElement("li");
+        tile.setAttribute("data-frame", String(f.frame));
+        var cap = document.createElement("span");
+        cap.className = "cap";
+        cap.textContent = String(f.frame);
+        tile.appendChild(cap);
+        grid.appendChild(tile);
+      }
+      var link = document.createElement("a");
+      link.href = f.image;
+      var img = document.createElement("img");
+      img.src = f.thumb;
+      img.alt = f.label;
+      img.width = 160;
+      link.appendChild(img);
+      var old = tile.querySelector("a, .pending");
+      if (old) tile.replaceChild(link, old); else tile.insertBefore(link, tile.firstChild);
+      tile.setAttribute("data-version", f.version);
+      tile.classList.add("done");
+    });
+  }
+
+  function logs(logBox, blocks) {
+    var empty = logBox.querySelector(".log-empty");
+    if (empty) empty.hidden = true;
+    var atBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 24;
+    blocks.forEach(function (b) {
+      var block = logBox.querySelector('section[data-key="' + b.key + '"]');
+      if (!block) {
+        block = document.createElement("section");
+        block.className = "log-block";
+        block.setAttribute("data-key", b.key);
+        block.appendChild(document.createElement("h3"));
+        block.appendChild(document.createElement("pre"));
+        logBox.insertBefore(block, empty || null);
+      }
+      block.querySelector("h3").textContent = b.title;
+      block.querySelector("pre").textContent = b.text;
+    });
+    if (atBottom) logBox.scrollTop = logBox.scrollHeight;  // a tail follows new output unless the reader scrolled up
+  }
+
+  function jobPage(main, topic) {
+    var summary = document.querySelector(".summary");
+    var handlers = {
+      job: function (state) {
+        setFields(summary, state);
+        document.querySelectorAll("form[data-action]").forEach(function (form) {
+          form.hidden = state.actions.indexOf(form.getAttribute("data-action")) < 0;
+        });
+      },
+      tasks: function (data) { document.getElementById("tasks").innerHTML = data.html; },
+      blocklist: function (data) {
+        // Rendered by the server with the viewer's CSRF token: the unblock forms post like the other actions.
+        document.getElementById("blocklist-body").innerHTML = data.html;
+        document.getElementById("blocklist").hidden = !data.shown;
+        confirmForms(document.getElementById("blocklist-body"));
+      },
+      frames: function (list) { frames(document.getElementById("frames"), list); },
+      log: function (blocks) { logs(document.getElementById("log-blocks"), blocks); },
+      preview: function (data) {
+        var video = document.getElementById("preview-video");
+        if (!video.getAttribute("src")) video.src = data.url;
+        document.getElementById("preview").hidden = false;
+      },
+      gone: function () { window.location.reload(); }  // shows the server's 404 page
+    };
+    watch([topic], function (kind, data) { if (handlers[kind]) handlers[kind](data); });
+  }
+
+  function jobsPage(main, topic) {
+    var body = document.getElementById("jobs-body");
+    var template = document.createElement("tbody");
+    watch([topic], function (kind, data) {
+      if (kind === "row") {
+        var row = body.querySelector('tr[data-job="' + data.id + '"]');
+        if (row) setFields(row, data);
+      } else if (kind === "list") {
+        // The jobs on this page changed (a new job, a finished filter match): rebuild the order, keep known rows.
+        var known = {};
+        body.querySelectorAll("tr[data-job]").forEach(function (tr) { known[tr.getAttribute("data-job")] = tr; });
+        data.ids.forEach(function (id) {
+          var tr = known[id];
+          if (!tr && data.rows[id]) {
+            template.innerHTML = data.rows[id];
+            tr = template.querySelector("tr");
+          }
+          if (tr) body.appendChild(tr);
+          delete known[id];
+        });
+        Object.keys(known).forEach(function (id) { known[id].remove(); });
+        document.getElementById("jobs-count").textContent = data.count;
+        document.getElementById("jobs-wrap").hidden = data.ids.length === 0;
+        document.getElementById("jobs-empty").hidden = data.ids.length !== 0;
+      }
+    });
+  }
+
+  function workersPage(main, topic) {
+    watch([topic], function (kind, data) {
+      if (kind === "workers") document.getElementById("workers-table").innerHTML = data.html;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    confirmForms();
+    confirmForms(document);
     var main = document.getElementById("main");
-    if (main && main.hasAttribute("data-events")) jobPage(main);
-    var table = document.querySelector("table[data-live-jobs]");
-    if (table) jobsPage(table);
+    var topic = main && main.getAttribute("data-watch");
+    if (!topic) return;
+    if (topic.indexOf("job:") === 0) jobPage(main, topic);
+    else if (topic.indexOf("list:") === 0) jobsPage(main, topic);
+    else if (topic === "workers") workersPage(main, topic);
   });
 })();

@@ -129,7 +129,30 @@ securityContext:
 {{- end }}
 
 {{/*
-Object storage settings: every process that touches assets or frames (API, scheduler, Ray workers).
+Settings of the Ray pods (head and render nodes): where the store is, but no key to it (issue 15). Render nodes
+run studios' untrusted .blend files; each assignment carries presigned URLs for its own job's objects only.
+*/}}
+{{- define "render-farm.nodeEnv" -}}
+- name: FARM_MODE
+  value: cluster
+{{- /* Without it every process falls back to a folder inside its own container and nothing renders. */}}
+- name: FARM_STORAGE
+  value: s3
+- name: FARM_S3_ENDPOINT
+  value: {{ include "render-farm.s3Endpoint" . | quote }}
+- name: FARM_S3_BUCKET
+  value: {{ .Values.minio.bucket | quote }}
+- name: FARM_S3_SECURE
+  value: {{ include "render-farm.s3Secure" . | quote }}
+- name: FARM_S3_REGION
+  value: {{ .Values.minio.region | quote }}
+- name: FARM_RAY_ADDRESS
+  value: {{ include "render-farm.rayAddress" . | quote }}
+{{- end }}
+
+{{/*
+Object storage settings with the store's keys: the control plane only (API, scheduler), which signs what the
+render nodes may read and write.
 */}}
 {{- define "render-farm.storageEnv" -}}
 - name: FARM_MODE

@@ -46,7 +46,7 @@ GPU groups request and limit the GPUs, pass num-gpus to `ray start`, and mount t
           securityContext:
             {{- include "render-farm.containerSecurityContext" (dict "ctx" $ctx "role" $role) | nindent 12 }}
           env:
-            {{- include "render-farm.storageEnv" $ctx | nindent 12 }}
+            {{- include "render-farm.nodeEnv" $ctx | nindent 12 }}
             - name: FARM_WORKER_CACHE_DIR
               value: /var/cache/farm/assets
             {{- if $gpu }}
