@@ -358,6 +358,13 @@ class GcReport(BaseModel):
     blobs: list[str] = Field(description="'company/sha256' of each blob no job within the retention references")
     blob_bytes: int
     stale_uploads: int = Field(description="direct uploads never committed, older than a day")
+    expired_jobs: list[str] = Field(
+        default_factory=list,
+        description="'company/job id' of each finished job older than its company's retention_days (gone with "
+        "its outputs)",
+    )
+    output_objects: int = Field(default=0, description="stored files of the expired jobs (frames, thumbnails, videos)")
+    output_bytes: int = 0
 
 
 class FsckRequest(Strict):
@@ -526,6 +533,13 @@ class CompanyLimits(Strict):
     gpu_hours_budget: Hours | None = Field(default=None, description="GPU-hours per month (null: none)")
     cpu_hours_budget: Hours | None = Field(default=None, description="CPU-hours per month (null: none)")
     rates: dict[str, float] | None = Field(default=None, description="price per resource-hour, e.g. {'gpu': 1.2}")
+    retention_days: float | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        allow_inf_nan=False,
+        description="days finished jobs and their outputs are kept; `farm admin gc` expires older ones (null: keep)",
+    )
 
     @field_validator("rates")
     @classmethod
@@ -563,6 +577,7 @@ class CompanyOut(BaseModel):
     cpu_hours_budget: float | None
     rates: dict[str, float]
     created_at: datetime
+    retention_days: float | None = None
 
 
 class CompanyList(BaseModel):

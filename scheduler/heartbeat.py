@@ -39,7 +39,8 @@ def snapshot(pool: WorkerPool, nodes: Sequence[NodeState]) -> Snapshot:
             state = "lost"
         else:
             state = "idle" if slot.task_id is None else "busy"
-        workers.append(WorkerState(slot.name, slot.node, state, slot.task_id))
+        cpus, gpus = slot.resources.get("cpu", 0.0), slot.resources.get("gpu", 0.0)
+        workers.append(WorkerState(slot.name, slot.node, state, slot.task_id, cpus, gpus))
     return Snapshot(tuple(workers), tuple(nodes))
 
 

@@ -104,7 +104,12 @@ class LocalDirStore:
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root
-        for dirpath, dirnames, filenames in os.walk(base):
+        # Walk only the folder the prefix names (``outputs/co/job/`` reads one job's files, not the store's).
+        folder = prefix.rpartition("/")[0]
+        if folder.split("/")[0] == ".tmp":
+            return  # partial writes are not objects
+        start = base / folder if folder and ".." not in folder.split("/") else base
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) == base and d == ".tmp"))
             for name in sorted(filenames):
                 full = Path(dirpath) / name

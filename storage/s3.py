@@ -16,6 +16,8 @@ Choices worth knowing before changing this module:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import os
@@ -23,12 +25,12 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import certifi
 import urllib3
@@ -381,6 +383,22 @@ class S3Store:
             ),
         )
 
+    def presigned_get_urls(self, keys: Sequence[str], expires_s: int) -> dict[str, str]:
+        """Presigned GET URLs for many keys at once (an assignment's inputs: up to tens of thousands).
+
+        The SDK signs the first key; the others are signed here with the same date, scope and expiry, reusing
+        its signing key (about ten times faster than asking the SDK for each). The first URL is signed both ways
+        and compared, so a URL form this code does not know (another addressing style, extra parameters) falls
+        back to the SDK for every key instead of producing URLs the server would refuse."""
+        if not keys:
+            return {}
+        first = self.presigned_get_url(keys[0], expires_s)
+        signer = _QuerySigner.from_url(first, keys[0], self._secret)
+        if signer is None or signer.url(keys[0]) != first:
+            logger.info("presigned URLs of %s come from the SDK one by one (unknown URL form)", self.endpoint)
+            return {key: self.presigned_get_url(key, expires_s) for key in keys}
+        return {key: first if i == 0 else signer.url(check_key(key)) for i, key in enumerate(keys)}
+
     def presigned_post_prefix(self, prefix: str, expires_s: int) -> tuple[str, dict[str, str]]:
         """A signed POST policy that lets its holder upload objects under ``prefix`` only, for ``expires_s``
         seconds: the form's URL and fields (the uploader adds ``key`` and the file). The signature covers the
@@ -453,3 +471,54 @@ class _ObjectChunks(Iterator[bytes]):
 
     def __del__(self) -> None:
         self.close()
+
+
+class _QuerySigner:
+    """SigV4 query signing of GETs that share one date, scope and expiry (see ``S3Store.presigned_get_urls``)."""
+
+    def __init__(self, scheme: str, host: str, path_prefix: str, params: dict[str, str], signing_key: bytes) -> None:
+        self.scheme, self.host, self.path_prefix = scheme, host, path_prefix
+        self.params = params
+        self.signing_key = signing_key
+        self.query = "&".join(f"{_uri(k)}={_uri(v)}" for k, v in sorted(params.items()))
+        scope = params["X-Amz-Credential"].split("/", 1)[1]
+        self.head = f"AWS4-HMAC-SHA256\n{params['X-Amz-Date']}\n{scope}\n"
+
+    @classmethod
+    def from_url(cls, url: str, object_key: str, secret: str) -> _QuerySigner | None:
+        """The signer that made ``url``, the presigned GET of ``object_key`` (path or virtual-host style), or None
+        when its form is not the one this class reproduces."""
+        parts = urlsplit(url)
+        encoded_key = _uri(object_key, safe="/")
+        if not parts.path.endswith("/" + encoded_key):
+            return None
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        expected = {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders"}
+        if set(params) != expected | {"X-Amz-Signature"} or params["X-Amz-SignedHeaders"] != "host":
+            return None
+        del params["X-Amz-Signature"]
+        credential = params["X-Amz-Credential"].split("/")
+        if len(credential) != 5 or params["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
+            return None
+        _access, date, region, service, _term = credential
+        signing_key = ("AWS4" + secret).encode()
+        for part in (date, region, service, "aws4_request"):
+            signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+        return cls(parts.scheme, parts.netloc, parts.path[: -len(encoded_key)], params, signing_key)
+
+    def url(self, key: str) -> str:
+        """The presigned GET URL of ``key`` (its path is the first URL's with the key replaced)."""
+        # The prefix is '/bucket/' (path style) or '/'; keys of the farm's layout need no encoding.
+        path = self.path_prefix + (key if _PLAIN_KEY.fullmatch(key) else _uri(key, safe="/"))
+        canonical = f"GET\n{path}\n{self.query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        to_sign = self.head + hashlib.sha256(canonical.encode()).hexdigest()
+        signature = hmac.digest(self.signing_key, to_sign.encode(), "sha256").hex()
+        return f"{self.scheme}://{self.host}{path}?{self.query}&X-Amz-Signature={signature}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~/-]+")
+
+
+def _uri(value: str, safe: str = "") -> str:
+    """S3's URI encoding: everything but unreserved characters (and ``safe``) percent-encoded."""
+    return quote(value, safe="-_.~" + safe)

@@ -32,6 +32,7 @@ from farm.db.engine import Database
 from farm.db.models import Company, Frame, Job, Task
 from farm.domain.frames import chunk_frames, parse_frames
 from farm.domain.states import JobStatus, TaskStatus
+from farm.lifecycle import tallies
 from farm.lifecycle.transitions import recount
 from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap
@@ -146,6 +147,11 @@ def frames(s: Session, row: Job, numbers: Iterable[int], now: datetime | None = 
         made.append(frame)
     s.flush()
     recount(s, row)
+    # The running totals /metrics reads, as the lifecycle keeps them when it records frames (issue 15).
+    tallies.observe(s, tallies.FRAMES_RENDERED, row.company_id, [1.0] * len(made))
+    for frame in made:
+        label = str(frame.device or "").lower()
+        tallies.observe(s, tallies.FRAME_RENDER_SECONDS, row.company_id, [frame.render_seconds or 0.0], label=label)
     return made
 
 

@@ -18,8 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from farm.clock import SystemClock
 from farm.db.engine import Database
-from farm.db.models import Blob, UsageEntry
+from farm.db.models import Blob
 from farm.errors import StorageError
+from farm.lifecycle import tallies
+from farm.metering import ledger
 from farm.services import nodeview
 from farm.services.nodeview import NodeState, Snapshot, WorkerState
 from tests import factories
@@ -101,8 +103,9 @@ def seed(db: Database) -> datetime:
             )
         s.add(Blob(company_id="c-acme", sha256="a" * 64, size=3 * 1024**3, created_at=now))
         for company, resource, count, seconds in [("c-acme", "gpu", 1.0, 5400.0), ("c-acme", "cpu", 4.0, 100.0)]:
-            s.add(
-                UsageEntry(
+            ledger.record(  # appends the row and adds to the running total (issue 15)
+                s,
+                ledger.Usage(
                     company_id=company,
                     job_id="j-active",
                     task_id="t-0",
@@ -114,8 +117,11 @@ def seed(db: Database) -> datetime:
                     ended_at=now,
                     seconds=seconds,
                     outcome="completed",
-                )
+                ),
             )
+        # Queue wait is observed per chunk at dispatch (tests/metrics_cost/test_totals.py goes through it).
+        tallies.chunk_waited(s, "c-acme", 12.0)
+        tallies.chunk_waited(s, "c-beta", 4000.0)
     nodeview.write(
         db,
         Snapshot(

@@ -44,18 +44,19 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import ColumnElement, case, extract, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from farm.clock import Clock, utc
 from farm.db.engine import Database
-from farm.db.models import Blob, Company, Frame, Job, SchedulerLease, Task, UsageEntry
-from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE, JobStatus, TaskStatus
+from farm.db.models import Blob, Company, Job, SchedulerLease, Task
+from farm.domain.states import JOB_DISPATCHABLE, JobStatus, TaskStatus
 from farm.errors import Forbidden, StorageError
+from farm.lifecycle import tallies
 from farm.metering import quota
 from farm.services.auth import resolve_token
-from farm.services.nodeview import NODE_STATES, WORKER_STATES, Snapshot
+from farm.services.nodeview import NODE_STATES, WORKER_STATES, Snapshot, WorkerState
 from farm.services.nodeview import read as read_heartbeat
 from storage.base import ObjectInfo, ObjectStore
 from web.deps import Ctx, bearer
@@ -64,8 +65,6 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RESOURCES = ("cpu", "gpu")
-FRAME_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-QUEUE_WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STORAGE_OPERATIONS = ("put_file", "put_stream", "get_file", "open", "stat", "delete", "list", "local_path")
 
@@ -210,20 +209,11 @@ class CountingStore:
 
 
 # ---- farm state from the database -----------------------------------------------------------------------------
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
-    """``end - start`` in seconds, in SQL (the two backends spell it differently)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return extract("epoch", end - start)
-    return (func.julianday(end) - func.julianday(start)) * 86400.0
-
-
-def _histogram_row(row: Any, bounds: tuple[float, ...], count_at: int) -> tuple[list[tuple[str, float]], float]:
-    """Buckets and sum from a row laid out as ``labels..., count, sum, bucket_0 ... bucket_n``."""
-    count, total = float(row[count_at] or 0), float(row[count_at + 1] or 0.0)
-    cumulative = [float(v or 0) for v in row[count_at + 2 :]]
+def _histogram(t: tallies.Total, bounds: tuple[float, ...]) -> tuple[list[tuple[str, float]], float]:
+    """Buckets and sum of a running histogram (``farm.lifecycle.tallies``)."""
     # ``le`` spelled as prometheus_client spells its own buckets (``1.0``, ``0.25``).
-    buckets = [(repr(float(b)), v) for b, v in zip(bounds, cumulative, strict=True)] + [("+Inf", count)]
-    return buckets, total
+    buckets = [(repr(float(b)), float(v)) for b, v in zip(bounds, t.buckets, strict=True)]
+    return [*buckets, ("+Inf", float(t.count))], t.total
 
 
 @dataclass(frozen=True)
@@ -257,8 +247,33 @@ class FarmCollector:
             log.warning("metrics: worker states could not be read", exc_info=True)
         else:
             yield from worker_families(snap)
+            yield from self._in_use(snap)
+
+    def _in_use(self, snap: Snapshot) -> Iterator[Metric]:
+        """Slots and resources held now by each company's chunks (issue 15), from the scheduler's snapshot."""
+        busy = [w for w in snap.workers if w.state == "busy" and w.task_id]
+        owners: dict[str, str] = {}
+        if busy:
+            try:
+                with self.db.session() as s:
+                    owners = {
+                        str(task_id): str(name)
+                        for task_id, name in s.execute(
+                            select(Task.id, Company.name)
+                            .join(Job, Job.id == Task.job_id)
+                            .join(Company, Company.id == Job.company_id)
+                            .where(Task.id.in_([w.task_id for w in busy]))
+                        ).all()
+                    }
+            except Exception:
+                log.warning("metrics: the owners of busy slots could not be read", exc_info=True)
+                return
+        yield from usage_families(busy, owners)
 
     def _from_database(self, s: Session) -> Iterator[Metric]:
+        # Issue 15: every query here reads the jobs' counters, the running totals (``farm.lifecycle.tallies``) or
+        # the live part of the tasks table through its status index: nothing aggregates the frames or the ledger,
+        # so a scrape costs the same after years of history.
         now = self.clock.now()
         names = {cid: name for cid, name in s.execute(select(Company.id, Company.name)).all()}
 
@@ -277,48 +292,22 @@ class FarmCollector:
                 jobs.add_metric([company(cid), state.value], float(counts.get((cid, state), 0)))
         yield jobs
 
-        tasks = GaugeMetricFamily("farm_tasks", "Chunks (tasks) by state.", labels=["state"])
-        task_counts = dict(s.execute(select(Task.status, func.count()).group_by(Task.status)).all())
-        for tstate in TaskStatus:
-            tasks.add_metric([tstate.value], float(task_counts.get(tstate, 0)))
-        yield tasks
-
+        yield self._tasks(s)
         yield self._queue_depth(s, names, company)
 
         frames = CounterMetricFamily(
             "farm_frames_rendered", "Frames rendered and stored, by company.", labels=["company"]
         )
-        frame_counts = dict(
-            s.execute(
-                select(Job.company_id, func.count())
-                .select_from(Frame)
-                .join(Job, Job.id == Frame.job_id)
-                .group_by(Job.company_id)
-            ).all()
-        )
-        for cid in sorted(names):
+        frame_counts = {t.company_id: t.count for t in tallies.read(s, tallies.FRAMES_RENDERED)}
+        for cid in sorted(set(names) | set(frame_counts)):
             frames.add_metric([company(cid)], float(frame_counts.get(cid, 0)))
         yield frames
 
         render = HistogramMetricFamily(
             "farm_frame_render_seconds", "Render time per frame, by company and device.", labels=["company", "device"]
         )
-        device = func.lower(Frame.device)
-        for row in s.execute(
-            select(
-                Job.company_id,
-                device,
-                func.count(),
-                func.sum(Frame.render_seconds),
-                *(func.sum(case((Frame.render_seconds <= b, 1), else_=0)) for b in FRAME_SECONDS_BUCKETS),
-            )
-            .select_from(Frame)
-            .join(Job, Job.id == Frame.job_id)
-            .group_by(Job.company_id, device)
-            .order_by(Job.company_id, device)
-        ).all():
-            buckets, total = _histogram_row(row, FRAME_SECONDS_BUCKETS, 2)
-            render.add_metric([company(row[0]), str(row[1])], buckets, total)
+        for t in tallies.read(s, tallies.FRAME_RENDER_SECONDS):
+            render.add_metric([company(t.company_id), t.label], *_histogram(t, tallies.FRAME_SECONDS_BUCKETS))
         yield render
 
         resource_seconds = CounterMetricFamily(
@@ -326,14 +315,7 @@ class FarmCollector:
             "Resource-seconds (wall seconds times CPUs or GPUs) from the metering ledger, by company and resource.",
             labels=["company", "resource"],
         )
-        used = {
-            (c, r): float(v or 0.0)
-            for c, r, v in s.execute(
-                select(UsageEntry.company_id, UsageEntry.resource, func.sum(UsageEntry.seconds * UsageEntry.count))
-                .where(UsageEntry.resource.in_(RESOURCES))  # the ledger also meters storage (GB-seconds)
-                .group_by(UsageEntry.company_id, UsageEntry.resource)
-            ).all()
-        }
+        used = {(t.company_id, t.label): t.total for t in tallies.read(s, tallies.RESOURCE_SECONDS)}
         for key in sorted(set(used) | {(cid, r) for cid in names for r in RESOURCES}):
             resource_seconds.add_metric([company(key[0]), key[1]], used.get(key, 0.0))
         yield resource_seconds
@@ -344,14 +326,7 @@ class FarmCollector:
             labels=["company"],
         )
         blob_bytes = dict(s.execute(select(Blob.company_id, func.sum(Blob.size)).group_by(Blob.company_id)).all())
-        frame_bytes = dict(
-            s.execute(
-                select(Job.company_id, func.sum(Frame.size))
-                .select_from(Frame)
-                .join(Job, Job.id == Frame.job_id)
-                .group_by(Job.company_id)
-            ).all()
-        )
+        frame_bytes = dict(s.execute(select(Job.company_id, func.sum(Job.frames_bytes)).group_by(Job.company_id)).all())
         for cid in sorted(names):
             storage.add_metric([company(cid)], float(blob_bytes.get(cid) or 0) + float(frame_bytes.get(cid) or 0))
         yield storage
@@ -362,10 +337,8 @@ class FarmCollector:
             labels=["company", "job"],
         )
         for job_id, cid, started_at, created_at, last_frame in s.execute(
-            select(Job.id, Job.company_id, Job.started_at, Job.created_at, func.max(Frame.created_at))
-            .outerjoin(Frame, Frame.job_id == Job.id)
+            select(Job.id, Job.company_id, Job.started_at, Job.created_at, Job.last_frame_at)
             .where(Job.status == JobStatus.ACTIVE.value)
-            .group_by(Job.id, Job.company_id, Job.started_at, Job.created_at)
             .order_by(Job.id)
         ).all():
             moments = [utc(m) for m in (last_frame, started_at, created_at) if m is not None]
@@ -374,27 +347,36 @@ class FarmCollector:
 
         wait = HistogramMetricFamily(
             "farm_queue_wait_seconds",
-            "Wait of each job from submission to its first dispatch, by company.",
+            "Wait of each chunk from becoming runnable (queued, or soft-failed for a retry) to its dispatch, "
+            "by company.",
             labels=["company"],
         )
-        waited = _seconds_between(s, Job.created_at, Job.started_at)
-        for row in s.execute(
-            select(
-                Job.company_id,
-                func.count(),
-                func.sum(waited),
-                *(func.sum(case((waited <= b, 1), else_=0)) for b in QUEUE_WAIT_BUCKETS),
-            )
-            .where(Job.started_at.is_not(None))
-            .group_by(Job.company_id)
-            .order_by(Job.company_id)
-        ).all():
-            buckets, total = _histogram_row(row, QUEUE_WAIT_BUCKETS, 1)
-            wait.add_metric([company(row[0])], buckets, total)
+        for t in tallies.read(s, tallies.QUEUE_WAIT_SECONDS):
+            wait.add_metric([company(t.company_id)], *_histogram(t, tallies.QUEUE_WAIT_BUCKETS))
         yield wait
 
         yield from self._budgets(s, now)
         yield from scheduler_families(s.get(SchedulerLease, "scheduler"), now)
+
+    @staticmethod
+    def _tasks(s: Session) -> Metric:
+        """Chunks by state: finished ones from the jobs' counters, live ones counted through the status index."""
+        tasks = GaugeMetricFamily("farm_tasks", "Chunks (tasks) by state.", labels=["state"])
+        finished = {
+            TaskStatus.COMPLETED: Job.tasks_completed,
+            TaskStatus.FAILED: Job.tasks_failed,
+            TaskStatus.CANCELED: Job.tasks_canceled,
+        }
+        sums = s.execute(select(*(func.coalesce(func.sum(col), 0) for col in finished.values()))).one()
+        task_counts: dict[TaskStatus, int] = {st: int(v or 0) for st, v in zip(finished, sums, strict=True)}
+        live = [st for st in TaskStatus if st not in finished]
+        for status, n in s.execute(
+            select(Task.status, func.count()).where(Task.status.in_(live)).group_by(Task.status)
+        ).all():
+            task_counts[TaskStatus(status)] = int(n)
+        for tstate in TaskStatus:
+            tasks.add_metric([tstate.value], float(task_counts.get(tstate, 0)))
+        return tasks
 
     @staticmethod
     def _queue_depth(s: Session, names: dict[str, str], company: Callable[[str], str]) -> Metric:
@@ -403,17 +385,11 @@ class FarmCollector:
             "Chunks waiting for a slot, by company and the resource they need.",
             labels=["company", "resource"],
         )
-        waiting = (
-            select(Task.job_id, func.count().label("n"))
-            .where(Task.status.in_([t.value for t in TASK_RUNNABLE]))
-            .group_by(Task.job_id)
-            .subquery()
-        )
         totals: dict[tuple[str, str], int] = {}
         for cid, settings, n in s.execute(
-            select(Job.company_id, Job.settings, waiting.c.n)
-            .join(waiting, waiting.c.job_id == Job.id)
-            .where(Job.status.in_([j.value for j in JOB_DISPATCHABLE]))
+            select(Job.company_id, Job.settings, Job.tasks_runnable).where(
+                Job.status.in_([j.value for j in JOB_DISPATCHABLE]), Job.tasks_runnable > 0
+            )
         ).all():
             resource = "gpu" if dict(settings or {}).get("gpu") else "cpu"
             totals[(cid, resource)] = totals.get((cid, resource), 0) + int(n)
@@ -559,6 +535,38 @@ def worker_families(snap: Snapshot) -> Iterator[Metric]:
     nodes.add_metric([NODE_STATES[0]], float(alive))
     nodes.add_metric([NODE_STATES[1]], float(len(snap.nodes) - alive))
     yield nodes
+
+
+def usage_families(busy: list[WorkerState], owners: dict[str, str]) -> Iterator[Metric]:
+    """``farm_slots_in_use`` and ``farm_resources_in_use`` per company and resource from the busy slots and the
+    company each one's chunk belongs to (``owners``: task id -> company name). Resources count as the ledger meters
+    them: a GPU slot holds its GPU and the core that feeds it."""
+    slots = GaugeMetricFamily(
+        "farm_slots_in_use",
+        "Render slots running a company's chunks now, by slot kind.",
+        labels=["company", "resource"],
+    )
+    held = GaugeMetricFamily(
+        "farm_resources_in_use",
+        "CPU cores and GPUs held by a company's running chunks now (as metered), by resource.",
+        labels=["company", "resource"],
+    )
+    counts: dict[tuple[str, str], int] = {}
+    amounts: dict[tuple[str, str], float] = {}
+    for w in busy:
+        company = owners.get(str(w.task_id))
+        if company is None:
+            continue
+        kind = "gpu" if w.gpus > 0 else "cpu"
+        counts[(company, kind)] = counts.get((company, kind), 0) + 1
+        for resource, amount in (("cpu", w.cpus), ("gpu", w.gpus)):
+            amounts[(company, resource)] = amounts.get((company, resource), 0.0) + amount
+    for company in sorted({c for c, _ in counts}):
+        for resource in RESOURCES:
+            slots.add_metric([company, resource], float(counts.get((company, resource), 0)))
+            held.add_metric([company, resource], amounts.get((company, resource), 0.0))
+    yield slots
+    yield held
 
 
 # ---- exposition -----------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ MSG_UNSAVED = "Save the .blend file first (File > Save As): the farm renders the
 MSG_DIRTY = "The file has unsaved changes. Save it, or enable Save Before Submit."
 MSG_REFUSED = "The farm refused the job: {detail}"
 MSG_BAD_FRAMES = "Check the frame range: {detail}"
+MSG_BAD_OPTIONS = "Check the job settings: {detail}"
+MSG_NO_CAMERA = "The scene has no active camera: set one in Scene properties > Camera, then submit."
 MSG_NO_CLIENT = "The add-on's farm client cannot be loaded ({detail}). Reinstall the zip built by farm addon build."
 MSG_BUSY = "A submission is already running."
 MSG_FAILED = "Submission failed: {detail}"
@@ -41,6 +43,8 @@ MESSAGES = (
     MSG_DIRTY,
     MSG_REFUSED,
     MSG_BAD_FRAMES,
+    MSG_BAD_OPTIONS,
+    MSG_NO_CAMERA,
     MSG_NO_CLIENT,
     MSG_BUSY,
     MSG_FAILED,
@@ -108,6 +112,46 @@ def frames_spec(start: int, end: int, step: int = 1) -> str:
     return f"{spec}x{step}" if step > 1 and end != start else spec
 
 
+#: The job spec's fields as the panel names them, for refusals found before anything is sent.
+PANEL_NAMES = {
+    "name": "Job Name",
+    "frames": "Frames",
+    "chunk_size": "Chunk Size",
+    "priority": "Priority",
+    "output_format": "Output Format",
+}
+
+
+def normalise_url(url: str) -> str:
+    """What an artist types (``farm.studio:8321``, a trailing slash, spaces) as the URL the client needs."""
+    url = url.strip().rstrip("/")
+    if url and "://" not in url:
+        url = "http://" + url
+    return url
+
+
+def check_request(request: SubmitRequest) -> Outcome | None:
+    """None when the farm will accept the request's settings, else what to fix; nothing is saved or sent."""
+    from farm.client.api import InvalidOptions, check_options
+
+    problem = check_frames(request.frames)
+    if problem is not None:
+        return problem
+    try:
+        check_options(
+            request.name,
+            request.frames,
+            chunk_size=request.chunk_size,
+            priority=request.priority,
+            output_format=request.output_format,
+            gpu=request.gpu,
+        )
+    except InvalidOptions as exc:
+        detail = "; ".join(f"{PANEL_NAMES.get(f.split('.')[0], f)}: {m}" for f, m in exc.problems)
+        return failure("bad_options", MSG_BAD_OPTIONS, detail=detail)
+    return None
+
+
 def check_frames(spec: str) -> Outcome | None:
     """None when the farm will accept ``spec``, else the outcome that says what to fix."""
     from farm.errors import BadRequest
@@ -150,6 +194,11 @@ def classify(exc: BaseException, url: str) -> Outcome:
         if exc.status == 429 or "quota" in exc.detail.lower():
             return failure("quota", MSG_QUOTA, detail=exc.detail)
         return failure("refused", MSG_REFUSED, detail=exc.detail)
+    from farm.client.api import InvalidOptions
+
+    if isinstance(exc, InvalidOptions):
+        detail = "; ".join(f"{PANEL_NAMES.get(f.split('.')[0], f)}: {m}" for f, m in exc.problems)
+        return failure("bad_options", MSG_BAD_OPTIONS, detail=detail)
     if isinstance(exc, ValidationError):
         details = "; ".join(str(e.get("msg", "")) for e in exc.errors())
         return failure("refused", MSG_REFUSED, detail=details)
@@ -184,6 +233,8 @@ class Submission:
 
     @property
     def fraction(self) -> float:
+        if self.phase == "creating":
+            return 1.0  # everything the farm lacked was sent
         return min(1.0, self.sent / self.total) if self.total else 0.0
 
     def status_text(self, translate: Translate = _same) -> str:
@@ -202,6 +253,10 @@ class Submission:
     def _advance(self, count: int) -> None:
         self.sent += count
 
+    def _total(self, size: int, _files: int) -> None:
+        """What the farm lacks, in bytes: the bar's 100 % (nothing to send is done at once)."""
+        self.total = size
+
     def _submit(self) -> Outcome:
         from farm.client import FarmClient
         from farm.contract import JobCreate, JobOut, ManifestEntry
@@ -212,19 +267,16 @@ class Submission:
         class _Client(FarmClient):
             """The CLI's client, with hooks that tell the UI which phase runs and how much there is to send."""
 
-            sizes: dict[str, int]
-
             def upload_missing(
-                self, pack: Pack, entries: dict[str, ManifestEntry], progress: Callable[[int], None] | None = None
+                self,
+                pack: Pack,
+                entries: dict[str, ManifestEntry],
+                progress: Callable[[int], None] | None = None,
+                direct: bool = True,
+                on_total: Callable[[int, int], None] | None = None,
             ) -> tuple[int, int, int]:
-                self.sizes = {e.sha256: e.size for e in entries.values()}
                 submission.phase = "uploading"
-                return super().upload_missing(pack, entries, progress)
-
-            def missing_blobs(self, hashes: list[str]) -> list[str]:
-                missing = super().missing_blobs(hashes)
-                submission.total = sum(getattr(self, "sizes", {}).get(h, 0) for h in missing)
-                return missing
+                return super().upload_missing(pack, entries, progress, direct, on_total)
 
             def create_job(self, spec: JobCreate) -> JobOut:
                 submission.phase = "creating"
@@ -238,6 +290,7 @@ class Submission:
                 request.frames,
                 name=request.name or None,
                 progress=self._advance,
+                on_total=self._total,
                 allow_missing=request.allow_missing,
                 chunk_size=request.chunk_size,
                 priority=request.priority,

@@ -18,6 +18,7 @@ from . import core
 from .preferences import preferences
 
 _active: core.Submission | None = None
+LAST_SUBMISSION: core.Submission | None = None
 
 
 def _rpt(text: str) -> str:
@@ -113,28 +114,15 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
         if not bpy.data.filepath:
             self._fail(context, core.failure("unsaved", core.MSG_UNSAVED))
             return None
-        if bpy.data.is_dirty:
-            if not settings.save_before_submit:
-                self._fail(context, core.failure("unsaved_changes", core.MSG_DIRTY))
-                return None
-            bpy.ops.wm.save_mainfile()
         scene = context.scene
         if settings.use_scene_range:
             frames = core.frames_spec(scene.frame_start, scene.frame_end, scene.frame_step)
         else:
             frames = core.frames_spec(settings.frame_start, settings.frame_end, settings.frame_step)
-        try:
-            problem = core.check_frames(frames)
-        except ImportError as exc:
-            self._fail(context, core.failure("no_client", core.MSG_NO_CLIENT, detail=str(exc)))
-            return None
-        if problem is not None:
-            self._fail(context, problem)
-            return None
         prefs = preferences(context)
         blend = Path(bpy.data.filepath)
         request = core.SubmitRequest(
-            url=prefs.farm_url.strip(),
+            url=core.normalise_url(prefs.farm_url),
             token=prefs.token.strip(),
             blend=blend,
             frames=frames,
@@ -145,6 +133,23 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
             output_format=settings.output_format,
             allow_missing=settings.allow_missing,
         )
+        # Everything is checked before the file is saved: a refused request leaves the scene as it was.
+        if scene.camera is None:
+            self._fail(context, core.failure("no_camera", core.MSG_NO_CAMERA))
+            return None
+        try:
+            problem = core.check_request(request)
+        except ImportError as exc:
+            self._fail(context, core.failure("no_client", core.MSG_NO_CLIENT, detail=str(exc)))
+            return None
+        if problem is not None:
+            self._fail(context, problem)
+            return None
+        if bpy.data.is_dirty:
+            if not settings.save_before_submit:
+                self._fail(context, core.failure("unsaved_changes", core.MSG_DIRTY))
+                return None
+            bpy.ops.wm.save_mainfile()
         status = context.window_manager.render_farm_status
         status.state, status.kind, status.job_id, status.missing, status.progress = "RUNNING", "", "", "", 0.0
         _active = core.Submission(request)
@@ -152,8 +157,9 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
         return _active.start()
 
     def _end(self, context: bpy.types.Context, submission: core.Submission, outcome: core.Outcome | None) -> set[str]:
-        global _active
+        global _active, LAST_SUBMISSION
         _active = None
+        LAST_SUBMISSION = submission  # what was sent, for whoever looks afterwards (tests, a resubmit)
         _redraw(context)
         if outcome is None:
             outcome = core.failure("error", core.MSG_FAILED, detail="the submission thread ended without a result")

@@ -7,7 +7,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, Po
 
 DEVICE_ITEMS = [
     ("CPU", "CPU", "Render on the farm's CPU slots"),
-    ("GPU", "GPU", "Render on the farm's GPU slots (falls back to CPU when none is free)"),
+    ("GPU", "GPU", "Render on the farm's GPU slots (CPU slots take it only when the farm has no GPU slot at all)"),
 ]
 FORMAT_ITEMS = [
     ("scene", "Scene", "The scene's own output settings (format, colour depth, codec, passes and view layers)"),

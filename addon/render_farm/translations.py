@@ -55,8 +55,8 @@ ZH_HANS: dict[str, str] = {
     "CPU": "CPU",
     "Render on the farm's CPU slots": "在农场的 CPU 渲染槽上渲染",
     "GPU": "GPU",
-    "Render on the farm's GPU slots (falls back to CPU when none is free)": (
-        "在农场的 GPU 渲染槽上渲染（没有空闲 GPU 时改用 CPU）"
+    "Render on the farm's GPU slots (CPU slots take it only when the farm has no GPU slot at all)": (
+        "在农场的 GPU 渲染槽上渲染（仅当农场完全没有 GPU 渲染槽时才改用 CPU 渲染槽）"
     ),
     "Output Format": "输出格式",
     "File format of the rendered frames": "渲染帧的文件格式",
@@ -115,6 +115,10 @@ ZH_HANS: dict[str, str] = {
     ),
     "The farm refused the job: {detail}": "渲染农场拒绝了该任务：{detail}",
     "Check the frame range: {detail}": "请检查帧范围：{detail}",
+    "Check the job settings: {detail}": "请检查任务设置：{detail}",
+    "The scene has no active camera: set one in Scene properties > Camera, then submit.": (
+        "场景没有活动摄像机：请在“场景属性 > 摄像机”中设置后再提交。"
+    ),
     "The add-on's farm client cannot be loaded ({detail}). Reinstall the zip built by farm addon build.": (
         "无法加载插件自带的农场客户端（{detail}）。请重新安装由 farm addon build 生成的 zip。"
     ),

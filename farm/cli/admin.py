@@ -23,7 +23,7 @@ __import__("farm.cli.gc", fromlist=["register"]).register(admin_app)  # `farm ad
 __import__("farm.cli.fsck", fromlist=["register"]).register(admin_app)  # `farm admin fsck` (issue 11)
 __import__("farm.cli.recover", fromlist=["register"]).register(admin_app)  # `farm admin recover-token` (issue 17)
 
-UNLIMITED = ("max-slots", "gpu-hours-budget", "cpu-hours-budget")
+UNLIMITED = ("max-slots", "gpu-hours-budget", "cpu-hours-budget", "retention-days")
 
 GpuShare = Annotated[float | None, typer.Option(help="fair-share weight on GPU slots (default 1)")]
 CpuShare = Annotated[float | None, typer.Option(help="fair-share weight on CPU slots (default 1)")]
@@ -32,6 +32,9 @@ MaxSlots = Annotated[int | None, typer.Option(help="burst cap: most slots at onc
 GpuBudget = Annotated[float | None, typer.Option(help="GPU-hours per month")]
 CpuBudget = Annotated[float | None, typer.Option(help="CPU-hours per month")]
 Rates = Annotated[list[str] | None, typer.Option("--rate", help="price per resource-hour, e.g. gpu=1.20 (repeat)")]
+Retention = Annotated[
+    float | None, typer.Option(help="days finished jobs and their outputs are kept (`farm admin gc` expires them)")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
@@ -76,7 +79,17 @@ def _show(companies: list[CompanyOut], as_json: bool) -> None:
         return "-" if value is None else f"{value:g}"
 
     out.table(
-        ["name", "gpu share", "cpu share", "min slots", "max slots", "GPU-h budget", "CPU-h budget", "rates"],
+        [
+            "name",
+            "gpu share",
+            "cpu share",
+            "min slots",
+            "max slots",
+            "GPU-h budget",
+            "CPU-h budget",
+            "retention d",
+            "rates",
+        ],
         [
             [
                 c.name,
@@ -86,6 +99,7 @@ def _show(companies: list[CompanyOut], as_json: bool) -> None:
                 limit(c.max_slots),
                 limit(c.gpu_hours_budget),
                 limit(c.cpu_hours_budget),
+                limit(c.retention_days),
                 ", ".join(f"{k}={v:g}" for k, v in sorted(c.rates.items())),
             ]
             for c in companies
@@ -103,6 +117,7 @@ def company_create(
     gpu_hours_budget: GpuBudget = None,
     cpu_hours_budget: CpuBudget = None,
     rate: Rates = None,
+    retention_days: Retention = None,
     as_json: AsJson = False,
 ) -> None:
     """Create a company (platform admins)."""
@@ -116,6 +131,7 @@ def company_create(
             gpu_hours_budget=gpu_hours_budget,
             cpu_hours_budget=cpu_hours_budget,
             rates=_rates(rate),
+            retention_days=retention_days,
         )
     except ValidationError as exc:
         raise _invalid(exc) from exc
@@ -148,6 +164,7 @@ def company_update(
     gpu_hours_budget: GpuBudget = None,
     cpu_hours_budget: CpuBudget = None,
     rate: Rates = None,
+    retention_days: Retention = None,
     unlimited: Annotated[
         list[str] | None, typer.Option("--unlimited", help=f"remove a limit: {', '.join(UNLIMITED)} (repeat)")
     ] = None,
@@ -164,6 +181,7 @@ def company_update(
             "gpu_hours_budget": gpu_hours_budget,
             "cpu_hours_budget": cpu_hours_budget,
             "rates": _rates(rate),
+            "retention_days": retention_days,
         }.items()
         if value is not None
     }
@@ -197,9 +215,7 @@ def token_create(
 ) -> None:
     """Create a token and print only the token on stdout (it is shown this once)."""
     try:
-        spec = TokenCreate(
-            company=company, role=role, name=name, user=user, expires_in_days=expires_in_days or None
-        )
+        spec = TokenCreate(company=company, role=role, name=name, user=user, expires_in_days=expires_in_days or None)
     except ValidationError as exc:
         raise _invalid(exc) from exc
     with _client() as client:

@@ -1,4 +1,5 @@
-"""``farm admin gc``: delete input blobs that no job within the retention references (dry run by default)."""
+"""``farm admin gc``: delete input blobs that no job within the retention references, and expire finished jobs
+older than their company's ``retention_days`` with their outputs (dry run by default)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def register(admin_app: typer.Typer) -> None:
         ] = 30.0,
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
-        """Delete blobs that no job within the retention references (platform admins)."""
+        """Delete unreferenced blobs and expire finished jobs past their company's retention (platform admins).
+
+        A company's retention is set with ``farm admin company update NAME --retention-days N``; companies without
+        one keep every job. Running, queued and paused jobs are never expired."""
         with FarmClient() as client:
             report = out.admin_report(lambda: client.gc(apply=apply, retention_days=retention_days), as_json)
         if report is None:
@@ -29,8 +33,12 @@ def register(admin_app: typer.Typer) -> None:
         verb = "deleted" if report.applied else "would delete"
         for name in report.blobs:
             out.line(f"{verb} blob {name}")
+        for name in report.expired_jobs:
+            out.line(f"{verb} expired job {name}")
         out.line(
             f"{verb} {len(report.blobs)} blob(s), {report.blob_bytes} bytes, and {report.stale_uploads} "
-            f"uncommitted upload(s) (retention {report.retention_days:g} days)"
+            f"uncommitted upload(s) (retention {report.retention_days:g} days); "
+            f"{len(report.expired_jobs)} expired job(s) with {report.output_objects} output file(s), "
+            f"{report.output_bytes} bytes (each company's retention_days)"
             + ("" if report.applied else "; run again with --apply to delete them")
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from rich.progress import (
 
 from farm.cli import output as out
 from farm.client import ClientError, FarmClient
+from farm.client.api import InvalidOptions
 from farm.contract import JobOut
 from farm.domain.states import JOB_TERMINAL
 
@@ -32,8 +35,45 @@ def _client() -> FarmClient:
     return FarmClient()
 
 
+#: The job spec's fields as ``farm submit`` names them, so a refused option is named by its flag.
+FLAGS = {
+    "name": "--name",
+    "frames": "--frames",
+    "chunk_size": "--chunk",
+    "priority": "--priority",
+    "output_format": "--format",
+    "output_pattern": "--output-pattern",
+    "view_layers": "--view-layer",
+    "camera": "--camera",
+    "resolution": "--resolution",
+    "samples": "--samples",
+    "max_attempts": "--max-attempts",
+    "on_chunk_failure": "--on-chunk-failure",
+}
+
+
+def _where_the_farm_comes_from() -> str:
+    from farm.client import config as clientconfig
+
+    if os.environ.get("FARM_URL"):
+        return "FARM_URL"
+    if clientconfig.read_file().get("url"):
+        return str(clientconfig.config_path())
+    return "the default"
+
+
 def _fail(exc: ClientError) -> typer.Exit:
+    from farm.client import config as clientconfig
+
     out.error(exc.detail)
+    if exc.status == 0 and "cannot reach the farm" in exc.detail:
+        out.line(
+            f"is the farm running? The address comes from {_where_the_farm_comes_from()}; "
+            "to use another farm: farm login --url URL"
+        )
+    elif exc.status == 401:
+        token_from = "FARM_TOKEN" if os.environ.get("FARM_TOKEN") else str(clientconfig.config_path())
+        out.line(f"the token comes from {token_from}; log in again with a valid one: farm login")
     return typer.Exit(2 if exc.status == 0 else 1)
 
 
@@ -133,14 +173,14 @@ def submit(
         raise typer.Exit(2) from exc
     with _client() as client:
         try:
-            total = sum(p.stat().st_size for p in [blend])
-            with _bytes_progress("uploading", total) as bar:
+            with _bytes_progress("uploading", 1) as bar:
                 task = bar.add_task("upload", total=None)
                 result = client.submit(
                     blend,
                     frames,
                     name=name,
                     progress=lambda n: bar.advance(task, n),
+                    on_total=lambda size, _files: bar.update(task, total=size),
                     allow_missing=allow_missing,
                     chunk_size=chunk,
                     priority=priority,
@@ -158,6 +198,10 @@ def submit(
                 )
         except ClientError as exc:
             raise _fail(exc) from exc
+        except InvalidOptions as exc:
+            for field, message in exc.problems:
+                out.error(f"{FLAGS.get(field.split('.')[0], field)}: {message}")
+            raise typer.Exit(2) from exc
         except ValueError as exc:
             out.error(str(exc))
             raise typer.Exit(2) from exc
@@ -193,9 +237,29 @@ def submit(
             raise typer.Exit(1)
 
 
+#: Outside a terminal, ``--wait`` prints a line this often (and at each change of status).
+PLAIN_EVERY_S = 10.0
+
+
 def _follow(client: FarmClient, job_id: str, quiet: bool = False) -> JobOut:
-    """Poll the job with a progress bar until it ends."""
+    """Poll the job until it ends: a bar with the frame total in a terminal, a plain line every few seconds (and
+    at each change of status) elsewhere. Ctrl-C stops following, not the job, and says how to find it again."""
+    try:
+        return _poll(client, job_id, quiet)
+    except KeyboardInterrupt:
+        out.err_console.print(
+            f"stopped following; job {job_id} keeps rendering. Follow it with: farm status {job_id}, "
+            f"farm download {job_id} --out DIR when it is done, or farm cancel {job_id} to stop it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+
+
+def _poll(client: FarmClient, job_id: str, quiet: bool) -> JobOut:
     job = client.job(job_id)
+    terminal = out.err_console.is_terminal
+    said_at, said = time.monotonic(), ""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -203,11 +267,20 @@ def _follow(client: FarmClient, job_id: str, quiet: bool = False) -> JobOut:
         TimeRemainingColumn(),
         console=out.err_console,
         transient=True,
-        disable=quiet or not out.err_console.is_terminal,
+        disable=quiet or not terminal,
     ) as bar:
         task = bar.add_task(job.name, total=job.frames_total)
         while job.status not in JOB_TERMINAL:
             bar.update(task, completed=job.frames_done, description=f"{job.name} [{job.status.value}]")
+            now = time.monotonic()
+            if not quiet and not terminal and (job.status.value != said or now - said_at >= PLAIN_EVERY_S):
+                reason = f" ({job.status_reason})" if job.status_reason else ""
+                out.err_console.print(
+                    f"job {job.id}: {job.status.value}{reason}, {job.frames_done}/{job.frames_total} frames",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                said_at, said = now, job.status.value
             time.sleep(0.25)
             job = client.job(job_id)
         bar.update(task, completed=job.frames_done)
@@ -307,12 +380,20 @@ def download(
     video: Annotated[
         bool, typer.Option("--video", help="only the video the farm encoded (video-output scenes), not the frames")
     ] = False,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="only the job's preview video (preview.mp4), not the frames")
+    ] = False,
 ) -> None:
     """Download the job's frames, and its video when the scene's output is one; files already there with the same
     content are skipped."""
     with _client() as client:
         try:
             job = client.job(job_id)
+            if preview:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                path = client.download_preview(job_id, out_dir / "preview.mp4")
+                out.line(f"preview downloaded: {path}")
+                return
             if not video:
                 frames = client.frames(job_id).frames
                 total = sum(sum(layer.size for layer in f.layers) or f.size for f in frames)
@@ -353,6 +434,9 @@ def usage(
     from farm.metering import usage_report
 
     fmt = "json" if as_json else fmt.lower()
+    if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        out.error(f"--month must be a month as YYYY-MM, e.g. 2026-11, not {month!r}")
+        raise typer.Exit(2)
     if fmt not in ("table", "csv", "json"):
         out.error(f"--format must be table, csv or json, not {fmt!r}")
         raise typer.Exit(2)

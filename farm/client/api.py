@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from farm.client import config as clientconfig
 from farm.client.packing import HashCache, Pack, manifest, trace
@@ -30,7 +32,9 @@ from farm.contract import (
     UnblockRequest,
     UsageReport,
 )
+from farm.domain.frames import parse_frames
 from farm.domain.outputs import OutputNameError, check_name
+from farm.errors import BadRequest
 
 Progress = Callable[[int], None]
 log = logging.getLogger(__name__)
@@ -62,6 +66,32 @@ class MissingFiles(ClientError):
         self.missing = list(missing)
 
 
+class InvalidOptions(ValueError):
+    """Job options the farm would refuse, found before anything is traced or sent. ``problems``: (field of the
+    job spec, what is wrong), for the CLI and the add-on to name in their own words (flags, panel fields)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
+
+
+def check_options(name: str, frames: str, **options: Any) -> None:
+    """Refuse options the farm would refuse (``InvalidOptions``), with the contract's own rules and nothing sent."""
+    placeholder = {"scene.blend": ManifestEntry(sha256="0" * 64, size=0)}
+    try:
+        JobCreate(name=name, blend_file="scene.blend", manifest=placeholder, frames=frames, **options)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err.get("loc", ())) or "options"
+            problems.append((field, str(err.get("msg", "invalid")).removeprefix("Value error, ")))
+        raise InvalidOptions(problems) from None
+    try:
+        parse_frames(frames)
+    except BadRequest as exc:
+        raise InvalidOptions([("frames", exc.message)]) from None
+
+
 @dataclass
 class SubmitResult:
     job: JobOut
@@ -85,10 +115,33 @@ class _FileStream:
                 yield block
 
 
+#: Calls that may be sent again without doing anything twice, and the answers that mean "busy, try again".
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+BUSY = frozenset({502, 503, 504})
+BACKOFF_S = 0.5
+MAX_WAIT_S = 10.0
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """The farm's Retry-After in seconds (bounded), or ``default``."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "")), 0.0), MAX_WAIT_S)
+    except ValueError:
+        return min(default, MAX_WAIT_S)
+
+
 class FarmClient:
     """Talks to ``/api/v1`` with a bearer token."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.retries, self.sleep = retries, sleep
         cfg = clientconfig.load(url, token)
         self.url, self.token = cfg.url, cfg.token
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -103,11 +156,24 @@ class FarmClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise FarmUnreachable(self.url, exc) from exc
+    def _request(self, method: str, path: str, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """One API call. Idempotent ones (GET, PUT, DELETE, or ``retry=True``) are retried when the farm is busy
+        (502/503/504, after its Retry-After) or unreachable for a moment; a submit (POST) never is: it could run
+        twice."""
+        again = method.upper() in IDEMPOTENT if retry is None else retry
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries or not again
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise FarmUnreachable(self.url, exc) from exc
+                self.sleep(min(BACKOFF_S * 2**attempt, MAX_WAIT_S))
+                continue
+            if response.status_code in BUSY and not last:
+                self.sleep(_retry_after(response, BACKOFF_S * 2**attempt))
+                continue
+            break
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -117,6 +183,22 @@ class FarmClient:
             raise ClientError(response.status_code, detail, body)
         return response
 
+    def _download_failed(self, exc: httpx.TransportError) -> ClientError:
+        """A download that broke off: the farm itself, or the object store it redirected to (an S3 farm hands out
+        presigned URLs), which is another machine with another remedy."""
+        try:
+            target = exc.request.url
+        except RuntimeError:
+            return FarmUnreachable(self.url, exc)
+        farm = httpx.URL(self.url)
+        if (target.host, target.port) == (farm.host, farm.port):
+            return FarmUnreachable(self.url, exc)
+        return ClientError(
+            0,
+            f"the farm answered, but its object store at {target.host}:{target.port or ''} cannot be reached from "
+            f"here ({exc}); retry later, or ask the farm's admin whether the store is up and reachable",
+        )
+
     # ---- blobs and submit ---------------------------------------------------------------------------------
     def missing_blobs(self, hashes: list[str]) -> list[str]:
         """The hashes the farm does not hold for this company."""
@@ -125,7 +207,8 @@ class FarmClient:
     def missing_with_uploads(self, hashes: list[str], direct: bool = True) -> BlobsMissingResponse:
         """The missing hashes and, on an S3 farm, a presigned PUT URL for each."""
         body = {"hashes": hashes, "direct": direct}
-        return BlobsMissingResponse.model_validate(self._request("POST", "/api/v1/blobs/missing", json=body).json())
+        answer = self._request("POST", "/api/v1/blobs/missing", json=body, retry=True)  # reads only: safe again
+        return BlobsMissingResponse.model_validate(answer.json())
 
     def upload_blob(self, path: Path, sha256: str, size: int, progress: Progress | None = None) -> None:
         """Stream one blob through the API, which verifies it."""
@@ -152,7 +235,12 @@ class FarmClient:
         self._request("POST", f"/api/v1/blobs/{sha256}/commit", json={"size": size, "upload": target.upload})
 
     def upload_missing(
-        self, pack: Pack, entries: dict[str, ManifestEntry], progress: Progress | None = None, direct: bool = True
+        self,
+        pack: Pack,
+        entries: dict[str, ManifestEntry],
+        progress: Progress | None = None,
+        direct: bool = True,
+        on_total: Callable[[int, int], None] | None = None,
     ) -> tuple[int, int, int]:
         """Upload only what the farm lacks; returns (uploaded bytes, reused bytes, files uploaded).
 
@@ -164,6 +252,8 @@ class FarmClient:
             by_hash.setdefault(entry.sha256, (pack.files[rel], entry.size))
         answer = self.missing_with_uploads(sorted(by_hash), direct=direct)
         missing = set(answer.missing)
+        if on_total is not None:
+            on_total(sum(size for sha, (_p, size) in by_hash.items() if sha in missing), len(missing))
         uploaded = reused = files = 0
         for sha, (path, size) in sorted(by_hash.items()):
             if sha not in missing:
@@ -194,12 +284,15 @@ class FarmClient:
         progress: Progress | None = None,
         allow_missing: bool = False,
         hash_cache: HashCache | None = None,
+        on_total: Callable[[int, int], None] | None = None,
         **options: Any,
     ) -> SubmitResult:
         """Trace, hash, upload what is missing and create the job (``hash_cache``: default the user's).
 
         Without ``frames`` the scene's own range and step are rendered. Requested view layers and cameras are
-        checked against the file first (``ValueError`` naming those that exist)."""
+        checked against the file first (``ValueError`` naming those that exist), and every option before anything
+        is traced or sent (``InvalidOptions``). ``on_total(bytes, files)`` learns what will be uploaded, once the
+        farm said what it lacks; ``progress(n)`` then counts the bytes sent."""
         layers = list(options.get("view_layers") or [])
         try:
             scene = read_scene(Path(blend))
@@ -212,13 +305,15 @@ class FarmClient:
             frames = frames or scene.frames
         if frames is None:
             raise SceneUnreadable(f"no frames given and no frame range read from {Path(blend).name}")
+        job_name = name or Path(blend).stem
+        check_options(job_name, frames, **options)  # every option before any tracing, hashing or upload
         with trace(Path(blend)) as pack:  # closing removes rewritten temporary copies of .blend files
             if pack.missing and not allow_missing:
                 raise MissingFiles(pack.missing)
             entries = manifest(pack, hash_cache if hash_cache is not None else HashCache())
-            uploaded, reused, files = self.upload_missing(pack, entries, progress)
+            uploaded, reused, files = self.upload_missing(pack, entries, progress, on_total=on_total)
         spec = JobCreate(
-            name=name or Path(blend).stem,
+            name=job_name,
             blend_file=pack.blend_rel,
             manifest=entries,
             frames=frames,
@@ -297,7 +392,7 @@ class FarmClient:
                     for block in response.iter_bytes():
                         handle.write(block)
         except httpx.TransportError as exc:
-            raise FarmUnreachable(self.url, exc) from exc
+            raise self._download_failed(exc) from exc
         os.replace(tmp, dest)
         return dest
 
@@ -327,7 +422,7 @@ class FarmClient:
                             progress(len(block))
         except httpx.TransportError as exc:
             tmp.unlink(missing_ok=True)
-            raise FarmUnreachable(self.url, exc) from exc
+            raise self._download_failed(exc) from exc
         if digest.hexdigest() != product.sha256:
             tmp.unlink(missing_ok=True)
             raise ClientError(0, "the video arrived corrupted (hash mismatch); run download again")
@@ -378,7 +473,7 @@ class FarmClient:
                                 progress(len(block))
             except httpx.TransportError as exc:
                 tmp.unlink(missing_ok=True)
-                raise FarmUnreachable(self.url, exc) from exc
+                raise self._download_failed(exc) from exc
             if digest.hexdigest() != sha256:
                 tmp.unlink(missing_ok=True)
                 raise ClientError(0, f"frame {number} arrived corrupted (hash mismatch); run download again")

@@ -34,6 +34,9 @@ from typing import Any
 from farm.contract import ManifestEntry
 
 log = logging.getLogger(__name__)
+# BAT warns about each missing file on its own logger; the farm reports them itself (one message, with what to do),
+# so with no logging configured (the CLI, the add-on) BAT's lines must not reach stderr as well.
+logging.getLogger("blender_asset_tracer").addHandler(logging.NullHandler())
 
 OUTSIDE_PROJECT = "_outside_project"
 _GZIP_MAGIC = b"\x1f\x8b"

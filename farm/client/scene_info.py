@@ -36,6 +36,7 @@ class SceneInfo:
     enabled_layers: list[str] = field(default_factory=list)
     cameras: list[str] = field(default_factory=list)  # camera objects in the file
     media_type: str = "IMAGE"  # IMAGE, MULTI_LAYER_IMAGE or VIDEO
+    has_camera: bool = True  # the scene's active camera is set
 
     @property
     def frames(self) -> str:
@@ -54,6 +55,11 @@ class SceneInfo:
             )
         if camera and camera not in self.cameras:
             raise ValueError(f"--camera {camera}: the cameras in this file are {', '.join(self.cameras) or 'none'}")
+        if not camera and not self.has_camera:
+            hint = f", or pass --camera with one of {', '.join(self.cameras)}" if self.cameras else ""
+            raise ValueError(
+                f"scene {self.name!r} has no active camera: set one (Scene properties > Camera) and save{hint}"
+            )
 
 
 def _text(value: object) -> str:
@@ -96,6 +102,7 @@ def read_scene(path: Path) -> SceneInfo:
             enabled_layers=enabled,
             cameras=cameras,
             media_type=MEDIA_TYPES.get(int(scene.get((b"r", b"im_format", b"media_type"))), "IMAGE"),
+            has_camera=scene.get_pointer(b"camera") is not None,
         )
     except SceneUnreadable:
         raise

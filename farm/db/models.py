@@ -48,6 +48,8 @@ class Company(Base):
     gpu_hours_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpu_hours_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
     rates: Mapped[dict[str, float]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Retention (migration 0012_retention, issue 15): days a finished job and its outputs are kept; None: forever.
+    retention_days: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class User(Base):
@@ -84,6 +86,8 @@ class Blob(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # ``farm admin gc`` finds a company's jobs finished before its retention without reading the others (0012).
+    __table_args__ = (Index("ix_jobs_company_finished", "company_id", "finished_at"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))

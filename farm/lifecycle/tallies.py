@@ -8,7 +8,9 @@ Series:
 
 * ``frames_rendered`` (company): frames stored for the first time (a re-rendered frame counts once);
 * ``frame_render_seconds`` (company, device): one observation per frame rendered, retries included;
-* ``queue_wait_seconds`` (company): per chunk, from becoming runnable (queued or soft-failed) to its dispatch.
+* ``queue_wait_seconds`` (company): per chunk, from becoming runnable (queued or soft-failed) to its dispatch;
+* ``resource_seconds`` (company, resource ``cpu``/``gpu``): the ledger's resource-seconds, added as rows are
+  appended (``farm.metering.ledger``).
 
 Histogram rows keep cumulative counts per upper bound (``BOUNDS``); a series whose bounds change starts over.
 """
@@ -26,6 +28,7 @@ from farm.db.models import MetricTotal
 FRAMES_RENDERED = "frames_rendered"
 FRAME_RENDER_SECONDS = "frame_render_seconds"
 QUEUE_WAIT_SECONDS = "queue_wait_seconds"
+RESOURCE_SECONDS = "resource_seconds"
 
 FRAME_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 QUEUE_WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
@@ -33,6 +36,7 @@ BOUNDS: dict[str, tuple[float, ...]] = {
     FRAMES_RENDERED: (),
     FRAME_RENDER_SECONDS: FRAME_SECONDS_BUCKETS,
     QUEUE_WAIT_SECONDS: QUEUE_WAIT_BUCKETS,
+    RESOURCE_SECONDS: (),
 }
 
 
@@ -91,3 +95,67 @@ def read(s: Session, series: str) -> list[Total]:
             buckets = (0,) * len(bounds)
         out.append(Total(row.company_id, row.label, int(row.count or 0), float(row.total or 0.0), buckets))
     return out
+
+
+def rebuild(s: Session) -> None:
+    """Recompute the totals that rows can tell (frames, render times, resource-seconds) and every job's frame bytes
+    and last frame time from the frames and the ledger: a full scan, for repairs and benchmarks, never a scrape.
+    Queue waits are not in any row: they stay as they are."""
+    from sqlalchemy import case, delete, func, update
+
+    from farm.db.models import Frame, Job, UsageEntry
+
+    s.execute(
+        delete(MetricTotal).where(MetricTotal.series.in_([FRAMES_RENDERED, FRAME_RENDER_SECONDS, RESOURCE_SECONDS]))
+    )
+    per_job = select(Frame.job_id, func.sum(Frame.size), func.max(Frame.created_at)).group_by(Frame.job_id)
+    for job_id, size, last in s.execute(per_job).all():
+        s.execute(update(Job).where(Job.id == job_id).values(frames_bytes=int(size or 0), last_frame_at=last))
+    device = func.lower(func.coalesce(Frame.device, ""))
+    rows = s.execute(
+        select(
+            Job.company_id,
+            device,
+            func.count(),
+            func.sum(Frame.render_seconds),
+            *(func.sum(case((Frame.render_seconds <= b, 1), else_=0)) for b in FRAME_SECONDS_BUCKETS),
+        )
+        .join(Job, Job.id == Frame.job_id)
+        .group_by(Job.company_id, device)
+    ).all()
+    frames: dict[str, int] = {}
+    for company_id, label, count, total, *buckets in rows:
+        frames[company_id] = frames.get(company_id, 0) + int(count)
+        s.add(
+            MetricTotal(
+                series=FRAME_RENDER_SECONDS,
+                company_id=company_id,
+                label=str(label),
+                count=int(count),
+                total=float(total or 0.0),
+                buckets=[int(b or 0) for b in buckets],
+            )
+        )
+    for company_id, count in frames.items():
+        s.add(
+            MetricTotal(
+                series=FRAMES_RENDERED, company_id=company_id, label="", count=count, total=float(count), buckets=[]
+            )
+        )
+    for company_id, resource, count, total in s.execute(
+        select(
+            UsageEntry.company_id, UsageEntry.resource, func.count(), func.sum(UsageEntry.seconds * UsageEntry.count)
+        )
+        .where(UsageEntry.resource.in_(("cpu", "gpu")))
+        .group_by(UsageEntry.company_id, UsageEntry.resource)
+    ).all():
+        s.add(
+            MetricTotal(
+                series=RESOURCE_SECONDS,
+                company_id=company_id,
+                label=str(resource),
+                count=int(count),
+                total=float(total or 0.0),
+                buckets=[],
+            )
+        )

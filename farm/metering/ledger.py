@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from farm.db.models import Company, UsageEntry
+from farm.lifecycle import tallies
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ def record(session: Session, usage: Usage) -> UsageEntry:
         outcome=usage.outcome,
     )
     session.add(row)
+    if usage.resource in ("cpu", "gpu"):  # the running total /metrics exports (issue 15); storage is GB-seconds
+        tallies.observe(
+            session, tallies.RESOURCE_SECONDS, usage.company_id, [usage.seconds * usage.count], label=usage.resource
+        )
     return row
 
 

@@ -82,9 +82,22 @@ def recover_admin_token(db: Database, clock: Clock, data_dir: Path) -> str:
     return value
 
 
-def offer_to_cli(url: str, token: str) -> bool:
-    """Put the token into the user's CLI config when none is set there, so ``farm`` works at once."""
-    if os.environ.get("FARM_TOKEN") or clientconfig.read_file().get("token"):
-        return False
+def offer_to_cli(url: str, token: str, data_dir: Path) -> str:
+    """Point the user's CLI config at this farm when that is safe, and say what was done (``farm server`` prints
+    it): written when there was none or it named this very address (a farm restarted with another data dir: its
+    old token is useless here); left alone, with the command to switch, when it names another farm."""
+    path = clientconfig.config_path()
+    if os.environ.get("FARM_TOKEN"):
+        return f"the CLI uses FARM_TOKEN from the environment; this farm's admin token is in {data_dir / 'admin.token'}"
+    stored = clientconfig.read_file()
+    same = stored.get("url", "").rstrip("/") == url.rstrip("/")
+    if stored.get("token") and not same:
+        return (
+            f"the CLI config ({path}) points at {stored.get('url')}, left as it is; to use this farm: "
+            f"farm login --url {url} (token in {data_dir / 'admin.token'})"
+        )
+    if same and stored.get("token") == token:
+        return f"the CLI config ({path}) already points at this farm"
     clientconfig.write_file(url, token)
-    return True
+    return f"the CLI config ({path}) now points at this farm ({url})"
+

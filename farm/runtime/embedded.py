@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -57,6 +58,8 @@ class EmbeddedFarm:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        #: Ray's session folder (short: its socket paths must fit in 107 bytes); removed when the farm stops.
+        self.ray_temp = Path("/tmp") / f"farm-ray-{os.getpid()}"  # noqa: S108
         self.clock = SystemClock()
         self.data_dir = settings.data_dir
         self.db = Database(settings.db_url)
@@ -102,11 +105,7 @@ class EmbeddedFarm:
         layout = slot_layout(self.settings.slots, cpus)
         ray_cpus = max(cpus, int(sum(s["cpu"] for s in layout)))
         with secrets_withheld():  # issue 15: Ray's workers and their Blender processes inherit no store key
-            ray_runtime.start_embedded(
-                ray_cpus,
-                self.settings.ray_object_store_bytes,
-                Path("/tmp") / f"farm-ray-{os.getpid()}",  # noqa: S108
-            )
+            ray_runtime.start_embedded(ray_cpus, self.settings.ray_object_store_bytes, self.ray_temp)
 
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
             return WorkerConfig(
@@ -192,7 +191,7 @@ class EmbeddedFarm:
                 raise RuntimeError(f"the API did not start on {self.url}")
             time.sleep(0.05)
         if self.settings.write_cli_config:
-            offer_to_cli(self.url, self.admin_token)
+            log.info("%s", offer_to_cli(self.url, self.admin_token, self.data_dir))
         return self
 
     def serve_forever(self) -> None:
@@ -201,7 +200,7 @@ class EmbeddedFarm:
         self.prepare()
         self._start_scheduler()
         if self.settings.write_cli_config:
-            offer_to_cli(self.url, self.admin_token)
+            log.info("%s", offer_to_cli(self.url, self.admin_token, self.data_dir))
         try:
             self._uvicorn().run()
         finally:
@@ -222,6 +221,7 @@ class EmbeddedFarm:
             self.pool = None
         self._hand_over()
         ray_runtime.shutdown()
+        shutil.rmtree(self.ray_temp, ignore_errors=True)  # Ray's sockets, logs and session files: nothing left in /tmp
         self.db.dispose()
 
     def _hand_over(self) -> None:

@@ -21,7 +21,7 @@ from farm.services.auth import Principal, require
 log = logging.getLogger(__name__)
 
 #: Fields whose ``null`` on update means "no limit"; for the others ``null`` means "unchanged".
-NULLABLE_LIMITS = ("max_slots", "gpu_hours_budget", "cpu_hours_budget")
+NULLABLE_LIMITS = ("max_slots", "gpu_hours_budget", "cpu_hours_budget", "retention_days")
 
 
 def company_out(company: Company) -> CompanyOut:
@@ -37,6 +37,7 @@ def company_out(company: Company) -> CompanyOut:
         cpu_hours_budget=company.cpu_hours_budget,
         rates=dict(company.rates or {}),
         created_at=utc(company.created_at),
+        retention_days=company.retention_days,
     )
 
 
@@ -56,6 +57,7 @@ def create(session: Session, who: Principal, spec: CompanyCreate, now: datetime)
         gpu_hours_budget=spec.gpu_hours_budget,
         cpu_hours_budget=spec.cpu_hours_budget,
         rates=dict(spec.rates or {}),
+        retention_days=spec.retention_days,
     )
     session.add(company)
     session.flush()

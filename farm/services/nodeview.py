@@ -28,6 +28,8 @@ class WorkerState:
     node: str
     state: str  # one of WORKER_STATES
     task_id: str | None = None
+    cpus: float = 0.0  # the slot's size (issue 15: resources in use per company)
+    gpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,11 @@ def write(db: Database, snap: Snapshot, now: datetime) -> None:
         s.execute(delete(WorkerBeat).where(WorkerBeat.name.not_in([w.name for w in snap.workers])))
         s.execute(delete(NodeBeat).where(NodeBeat.id.not_in([n.id for n in snap.nodes])))
         for w in snap.workers:
-            s.merge(WorkerBeat(name=w.name, node=w.node, state=w.state, task_id=w.task_id, beat_at=now))
+            s.merge(
+                WorkerBeat(
+                    name=w.name, node=w.node, state=w.state, task_id=w.task_id, beat_at=now, cpus=w.cpus, gpus=w.gpus
+                )
+            )
         for n in snap.nodes:
             s.merge(NodeBeat(id=n.id, name=n.name, alive=n.alive, beat_at=now))
 
@@ -59,7 +65,14 @@ def read(db: Database, now: datetime, lease_s: float = LEASE_S) -> Snapshot:
     expired = now - timedelta(seconds=lease_s)
     with db.session() as s:
         workers = tuple(
-            WorkerState(w.name, w.node, w.state if utc(w.beat_at) >= expired else "lost", w.task_id)
+            WorkerState(
+                w.name,
+                w.node,
+                w.state if utc(w.beat_at) >= expired else "lost",
+                w.task_id,
+                float(w.cpus or 0.0),
+                float(w.gpus or 0.0),
+            )
             for w in s.scalars(select(WorkerBeat).order_by(WorkerBeat.name))
         )
         nodes = tuple(

@@ -39,7 +39,11 @@ def submit_case(bpy: Any, module: str, case: dict[str, Any]) -> dict[str, object
         monitor_url=status.monitor_url,
         missing=status.missing.splitlines(),
         is_dirty=bpy.data.is_dirty,
+        progress=status.progress,
     )
+    finished = getattr(sys.modules.get(module + ".operators"), "LAST_SUBMISSION", None)
+    if finished is not None:
+        out.update(sent=finished.sent, total=finished.total)
     return out
 
 

@@ -58,6 +58,10 @@ CASES = {
     "unreachable": {"name": "addon-unreachable", "unreachable": True},
     "dirty": {"name": "addon-dirty", "settings": {"save_before_submit": False}},
     "untitled": {"name": "addon-untitled", "blend": None},
+    # A bad range on a file with unsaved changes: refused before Save Before Submit saves it into the scene.
+    "bad_range": {"name": "addon-bad-range", "settings": {"frame_start": 5, "frame_end": 1}},
+    # What an artist types: no scheme, a trailing slash.
+    "no_scheme": {"name": "addon-no-scheme", "no_scheme": True},
 }
 
 
@@ -71,6 +75,8 @@ def outcomes(
     for key, spec in CASES.items():
         blend = _project(sample_blend, root / key, spec.get("texture", True)) if spec.get("blend", 1) else None
         url = f"http://127.0.0.1:{_closed_port()}" if spec.get("unreachable") else farm.url
+        if spec.get("no_scheme"):
+            url = " " + farm.url.removeprefix("http://") + "/ "
         # Unticking the scene range copies the scene's range into the fields (as in the UI): set the fields after it.
         settings = {"job_name": spec["name"], "use_scene_range": False, "frame_start": 1, "frame_end": 2}
         settings.update(spec.get("settings", {}))
@@ -160,6 +166,22 @@ def test_unreachable_farm_unsaved_file_and_unsaved_changes(outcomes: dict[str, A
     assert "Cannot reach the farm at http://127.0.0.1:" in cases["unreachable"]["message"]
     assert cases["untitled"]["kind"] == "unsaved" and "Save As" in cases["untitled"]["message"]
     assert cases["dirty"]["kind"] == "unsaved_changes" and cases["dirty"]["is_dirty"]
+
+
+def test_checks_come_before_saving_and_the_url_is_normalised(outcomes: dict[str, Any], farm: EmbeddedFarm) -> None:
+    cases = outcomes["by_case"]
+    bad = cases["bad_range"]
+    assert bad["kind"] == "bad_frames" and "reversed" in bad["message"], bad
+    assert bad["is_dirty"], "the bad range was saved into the scene"
+    assert not (outcomes["root"] / "bad_range" / "scene.blend1").exists()  # nothing was saved at all
+    assert _jobs_named(farm, "addon-bad-range") == []
+    typed = cases["no_scheme"]
+    assert typed["kind"] == "ok" and typed["monitor_url"].startswith(farm.url + "/jobs/"), typed
+
+
+def test_upload_progress_reaches_its_total(outcomes: dict[str, Any]) -> None:
+    ok = outcomes["by_case"]["ok"]
+    assert ok["total"] > 0 and ok["sent"] == ok["total"] and ok["progress"] == 1.0, ok
 
 
 def test_zip_manifest_lists_its_wheels(addon_zip: Path) -> None:

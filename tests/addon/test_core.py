@@ -75,3 +75,18 @@ def test_install_command_uses_blenders_extension_cli() -> None:
 @pytest.mark.parametrize("count,text", [(0, "0 B"), (2048, "2.0 KB"), (5 * 1024**2, "5.0 MB")])
 def test_human_bytes(count: int, text: str) -> None:
     assert _core().human_bytes(count) == text
+
+
+def test_normalise_url_and_options_refused_by_panel_name() -> None:
+    core = _core()
+    assert core.normalise_url(" farm.studio:8321/ ") == "http://farm.studio:8321"
+    assert core.normalise_url("https://farm.studio") == "https://farm.studio"
+    assert core.normalise_url("") == ""
+    request = core.SubmitRequest(url="", token="", blend=Path("s.blend"), frames="1-4", name="n", chunk_size=0)
+    problem = core.check_request(request)
+    assert problem is not None and problem.kind == "bad_options" and "Chunk Size" in problem.text()
+    request.chunk_size, request.frames = 2, "4-1"
+    problem = core.check_request(request)
+    assert problem is not None and problem.kind == "bad_frames"
+    request.frames = "1-4"
+    assert core.check_request(request) is None

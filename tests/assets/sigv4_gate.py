@@ -72,9 +72,7 @@ def check_presigned(method: str, raw_path: str, host: str, secret: str, now: dat
     signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     if now > signed_at + timedelta(seconds=int(params.get("X-Amz-Expires", "0"))):
         raise Refused("AccessDenied", "Request has expired")
-    canonical_query = "&".join(
-        f"{_encode(k)}={_encode(v)}" for k, v in sorted(pairs) if k != "X-Amz-Signature"
-    )
+    canonical_query = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(pairs) if k != "X-Amz-Signature")
     canonical = "\n".join([method, path, canonical_query, f"host:{host}\n", "host", "UNSIGNED-PAYLOAD"])
     scope = f"{date}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
@@ -204,9 +202,13 @@ class SigV4Gate:
         self.log.append(Seen(req.command, path.split("?")[0], auth, status, key))
         req.send_response(status)
         for name, value in headers:
-            if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+            # A HEAD answer's length is the object's: kept. Otherwise the body is re-sent whole, with its length.
+            if name.lower() not in {"transfer-encoding", "connection"} and (
+                req.command == "HEAD" or name.lower() != "content-length"
+            ):
                 req.send_header(name, value)
-        req.send_header("Content-Length", str(len(data)))
+        if req.command != "HEAD":
+            req.send_header("Content-Length", str(len(data)))
         req.end_headers()
         if req.command != "HEAD":
             req.wfile.write(data)

@@ -158,6 +158,7 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         server.proc.send_signal(signal.SIGTERM)
         seen["rc"] = server.proc.wait(30)
         seen["exit_s"] = time.time() - seen["term_at"]
+        seen["ray_temp_left"] = Path(f"/tmp/farm-ray-{server.proc.pid}").exists()  # noqa: S108
         seen["streams"] = [{"ended": s["ended"].wait(5), "events": s["events"]} for s in streams]
         seen["attempts"] = attempts(db)
         with db.session() as s:
@@ -187,6 +188,10 @@ def test_sigterm_exits_within_10_s_with_event_streams_open(stopped: dict[str, An
     assert stopped["rc"] == 0 and stopped["exit_s"] <= 10, (stopped["rc"], stopped["exit_s"])
     assert all(s["ended"] for s in stopped["streams"]), stopped["streams"]
     assert all(s["events"] > 0 for s in stopped["streams"])  # they were live streams, not refused ones
+
+
+def test_nothing_is_left_in_tmp_after_the_server_stops(stopped: dict[str, Any]) -> None:
+    assert not stopped["ray_temp_left"], "Ray's session folder was left in /tmp"
 
 
 def test_no_chunk_is_handed_out_after_sigterm(stopped: dict[str, Any]) -> None:

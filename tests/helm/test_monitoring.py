@@ -44,6 +44,8 @@ METRICS = {
     "farm_scheduler_lease_renewed_timestamp_seconds": "gauge",
     "farm_scheduler_lease_generation": "gauge",
     "farm_scheduler_leader": "gauge",
+    "farm_slots_in_use": "gauge",
+    "farm_resources_in_use": "gauge",
 }
 ALERTS = {
     "FarmJobNoProgress",
@@ -188,6 +190,17 @@ def test_overview_panels() -> None:
     render_seconds = next(p for p in board["panels"] if p["title"].startswith("Render seconds"))
     exprs = " ".join(t["expr"] for t in render_seconds["targets"])
     assert "histogram_quantile(0.5" in exprs and "histogram_quantile(0.95" in exprs and "device" in exprs
+
+
+def test_in_use_panels_read_gauges_of_running_slots() -> None:
+    """Issue 15: "in use" is what the running slots hold now, not a rate of a ledger appended when attempts end
+    (which showed 27 cores on a 2-core machine)."""
+    board = dashboard("farm-usage.json")
+    for title, resource in (("GPUs in use by company", "gpu"), ("CPU cores in use by company", "cpu")):
+        panel = next(p for p in board["panels"] if p["title"] == title)
+        [target] = panel["targets"]
+        assert metric_names(target["expr"]) == {"farm_resources_in_use"}, target["expr"]
+        assert f'resource="{resource}"' in target["expr"] and "rate(" not in target["expr"]
 
 
 def test_usage_panels_filter_by_company() -> None:

@@ -40,34 +40,41 @@ def test_eleven_tabs_share_one_stream_and_actions_land_within_a_second(server: S
 
     # Pause the first job from its tab: the click posts, and the page shows the new state within a second.
     tab = tabs[0]
+    tab.bring_to_front()
+    button = tab.get_by_role("button", name="Pause")
+    button.wait_for()
     clicked = time.monotonic()
-    tab.get_by_role("button", name="Pause").click()
-    tab.wait_for_function(f"() => ({STATUS})() === 'paused' || ({STATUS})() === 'pause-requested'", timeout=1_000)
+    button.click()
+    tab.wait_for_function(
+        f"() => ({STATUS})() === 'paused' || ({STATUS})() === 'pause-requested'", timeout=1_000, polling=50
+    )
     assert time.monotonic() - clicked < 1.0
     # The jobs list (another tab, same stream) follows within a second too.
     row = f"tr[data-job='{jobs[0]}'] [data-f='status_label']"
     listing.wait_for_function(
         f"() => ['paused', 'pause-requested'].includes(document.querySelector(\"{row}\").dataset.status)",
         timeout=1_000,
+        polling=50,
     )
     # A change from elsewhere (the scheduler finishing the 2nd job) reaches the 2nd tab and the list within a second.
     with mon.db.session() as s:
         s.get(Job, jobs[1]).status = "canceled"
     changed = time.monotonic()
-    tabs[1].wait_for_function(f"() => ({STATUS})() === 'canceled'", timeout=1_500)
+    tabs[1].wait_for_function(f"() => ({STATUS})() === 'canceled'", timeout=1_500, polling=50)
     listing.wait_for_function(
         f"() => document.querySelector(\"tr[data-job='{jobs[1]}'] [data-f='status_label']\").dataset.status"
         " === 'canceled'",
         timeout=1_500,
+        polling=50,
     )
     assert time.monotonic() - changed < 1.5
     # ...and a retried job goes live again on the same, still open page.
     with mon.db.session() as s:
         s.get(Job, jobs[1]).status = "queued"
-    tabs[1].wait_for_function(f"() => ({STATUS})() === 'queued'", timeout=1_500)
+    tabs[1].wait_for_function(f"() => ({STATUS})() === 'queued'", timeout=1_500, polling=50)
     # A job submitted now appears in the open list.
     fresh = mon.add_job(frames=2, status="queued")
-    listing.wait_for_selector(f"tr[data-job='{fresh}']", timeout=1_500)
+    listing.wait_for_function(f"() => !!document.querySelector(\"tr[data-job='{fresh}']\")", timeout=1_500, polling=50)
     context.close()
 
 
@@ -79,7 +86,9 @@ def test_phone_and_wide_layouts(server: Server, browser) -> None:  # noqa: F811
         company = s.get(Job, job).company_id
         ledger.record(s, ledger.Usage(company, job, None, 1, "n", "gpu", 1.0, now, now, 5400.0, "completed"))
     nodeview.write(
-        mon.db, nodeview.Snapshot(workers=(nodeview.WorkerState("slot-0", "node-a", "idle"),)), now - timedelta(seconds=1)
+        mon.db,
+        nodeview.Snapshot(workers=(nodeview.WorkerState("slot-0", "node-a", "idle"),)),
+        now - timedelta(seconds=1),
     )
     context, page = login(browser, type("Farm", (), {"url": server.url})(), mon.admin)
     for width, height in ((390, 844), (1920, 1080)):
@@ -110,3 +119,50 @@ def test_phone_and_wide_layouts(server: Server, browser) -> None:  # noqa: F811
     icon = page.request.get(f"{server.url}/favicon.ico")
     assert icon.ok and icon.headers["content-type"].startswith("image/svg+xml")
     context.close()
+
+
+def test_log_viewer_searches_follows_and_downloads(server: Server, browser) -> None:  # noqa: F811
+    from farm.db.models import TaskAttempt
+    from tests import factories
+
+    mon = server.monitor
+    now = datetime.now(UTC)
+    with mon.db.session() as s:
+        job = factories.job(s, "default", frames="1-6", chunk_size=2, status="active", tasks=["failed"] * 3).id
+        for index, text in ((0, "Fra:1 Mem 12M\nSaved frame_0001.png"), (1, "Error: out of memory on node-b")):
+            s.add(
+                TaskAttempt(
+                    task_id=f"{job}-t{index}", number=1, node="node-a", worker="slot-0", status="failed",
+                    started_at=now, ended_at=now, seconds=1.0, reason="", log_tail=text,
+                )
+            )  # fmt: skip
+    context, page = login(browser, type("Farm", (), {"url": server.url})(), mon.admin)
+    try:
+        page.goto(f"{server.url}/jobs/{job}")
+        page.get_by_text("Show Blender's output").click()
+        blocks = page.locator("#log-blocks section.log-block")
+        assert blocks.count() == 2
+        page.get_by_label("Search the log").fill("OUT OF MEMORY")
+        assert page.locator("#log-blocks section.log-block:visible").count() == 1
+        assert "out of memory" in page.locator("#log-blocks section.log-block:visible pre").inner_text()
+        page.get_by_label("Search the log").fill("no such text")
+        assert page.locator("#log-blocks .log-nomatch").is_visible()
+        page.get_by_label("Search the log").fill("")
+        # A new attempt's output arrives live, and follow mode scrolls it into view.
+        with mon.db.session() as s:
+            s.add(
+                TaskAttempt(
+                    task_id=f"{job}-t2", number=1, node="node-a", worker="slot-0", status="failed",
+                    started_at=now, ended_at=now, seconds=1.0, reason="", log_tail="\n".join(["line"] * 400),
+                )
+            )  # fmt: skip
+        page.wait_for_function("() => document.querySelectorAll('#log-blocks section.log-block').length === 3")
+        page.wait_for_function(
+            "() => { const b = document.getElementById('log-blocks'); "
+            "return b.scrollHeight - b.scrollTop - b.clientHeight < 30; }"
+        )
+        with page.expect_download() as download:
+            page.locator("section[data-key='1-1'] a.log-download").click()
+        assert "out of memory" in download.value.path().read_text()
+    finally:
+        context.close()

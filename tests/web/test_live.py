@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -132,7 +132,7 @@ def test_idle_slots_show_the_schedulers_fresh_heartbeat(mon: Monitor, short_stre
     mon.login(mon.admin)
     html = mon.http.get("/workers").text
     idle = re.search(r'<tr data-slot="slot-0">.*?</tr>', html, re.S)
-    assert idle and "Idle" in idle.group(0) and re.search(r"[0-9] s ago", idle.group(0)), html
+    assert idle and "Idle" in idle.group(0) and re.search(r"\b[0-5]\s?s ago", idle.group(0)), html
     busy = re.search(r'<tr data-slot="slot-1">.*?</tr>', html, re.S)
     assert busy and f'href="/jobs/{job}">shot-default</a>' in busy.group(0) and "frames 1-2" in busy.group(0)
 
@@ -193,11 +193,21 @@ def add_attempt(mon: Monitor, task_id: str, status: str, reason: str, seconds: f
 def test_reasons_retry_and_cancels_read_right(mon: Monitor) -> None:
     with mon.db.session() as s:
         paused = factories.job(
-            s, "default", frames="1-4", chunk_size=2, status="paused", status_reason="paused by request",
+            s,
+            "default",
+            frames="1-4",
+            chunk_size=2,
+            status="paused",
+            status_reason="paused by request",
             tasks=[TaskStatus.COMPLETED, TaskStatus.PAUSED],
         ).id
         failed = factories.job(
-            s, "default", frames="1-4", chunk_size=2, status="failed", status_reason="2 chunks failed",
+            s,
+            "default",
+            frames="1-4",
+            chunk_size=2,
+            status="failed",
+            status_reason="2 chunks failed",
             tasks=[TaskStatus.FAILED, TaskStatus.CANCELED],
         ).id
     add_attempt(mon, f"{failed}-t0", "failed", "Blender exited with status 1")
@@ -218,7 +228,12 @@ def test_reasons_retry_and_cancels_read_right(mon: Monitor) -> None:
 def test_job_settings_priority_search_sort_and_the_end_of_the_list(mon: Monitor) -> None:
     with mon.db.session() as s:
         gpu = factories.job(
-            s, "default", name="hero-gpu", priority=90, chunk_size=5, frames="1-10",
+            s,
+            "default",
+            name="hero-gpu",
+            priority=90,
+            chunk_size=5,
+            frames="1-10",
             tasks=[TaskStatus.QUEUED] * 2,
             settings={"resolution": "64x48", "samples": 16, "output_format": "EXR", "gpu": True, "max_attempts": 5},
         ).id
@@ -283,3 +298,90 @@ def test_a_stream_ends_for_the_session_even_while_watching_many_topics(mon: Moni
                 assert time.monotonic() - started < 10
             else:
                 pytest.fail("the stream ended without saying why")
+
+
+def test_small_costs_keep_enough_decimals_to_be_non_zero(mon: Monitor) -> None:
+    from farm.db.models import Company
+    from farm.metering import ledger
+
+    job = mon.add_job(company="acme", frames=2)
+    now = datetime.now(UTC)
+    with mon.db.session() as s:
+        co = s.get(Job, job).company_id
+        s.get(Company, co).rates = {"gpu": 0.01}
+        ledger.record(s, ledger.Usage(co, job, None, 1, "n", "gpu", 1.0, now, now, 60.0, "completed"))
+    mon.login(mon.admin)
+    html = mon.http.get("/usage").text
+    assert "0.00017" in html  # 1 GPU-minute at 0.01 an hour, not "0.00"
+    assert [views.cost_digits(c) for c in (0.0, 12.5, 0.05, 0.00017)] == [2, 2, 3, 5]
+
+
+def test_each_attempts_log_downloads_and_other_companies_get_404(mon: Monitor) -> None:
+    with mon.db.session() as s:
+        job = factories.job(s, "acme", frames="1-4", chunk_size=2, status="failed", tasks=["failed", "completed"]).id
+    add_attempt(mon, f"{job}-t0", "failed", "Blender exited with status 1")
+    mon.login(mon.admin)
+    html = mon.http.get(f"/jobs/{job}").text
+    assert f'href="/jobs/{job}/log/0-1.txt" download' in html and 'id="log-search"' in html
+    r = mon.http.get(f"/jobs/{job}/log/0-1.txt")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "attachment" in r.headers["content-disposition"]
+    assert r.text.splitlines()[0].startswith(f"# job {job} · chunk 0 (frames 1-2) · attempt 1") and "Fra:1" in r.text
+    assert mon.http.get(f"/jobs/{job}/log/0-2.txt").status_code == 404
+    assert "named <chunk>-<attempt>.txt" in mon.http.get(f"/jobs/{job}/log/x.txt").text.replace("&lt;", "<").replace(
+        "&gt;", ">"
+    )
+    mon.login(mon.company_token("beta"))
+    assert mon.http.get(f"/jobs/{job}/log/0-1.txt").status_code == 404
+
+
+def test_huge_jobs_count_running_time_from_first_start_to_last_end(mon: Monitor, monkeypatch) -> None:
+    with mon.db.session() as s:
+        job = factories.job(s, "acme", frames="1-4", chunk_size=2, status="completed", tasks=["completed"] * 2).id
+    add_attempt(mon, f"{job}-t0", "completed", "", seconds=30.0)  # ends now
+    now = datetime.now(UTC)
+    with mon.db.session() as s:
+        s.add(
+            TaskAttempt(
+                task_id=f"{job}-t1", number=1, node="n", worker="w", status="completed",
+                started_at=now - timedelta(seconds=100), ended_at=now - timedelta(seconds=90), reason="", log_tail="",
+            )
+        )  # fmt: skip
+    with mon.db.session() as s:
+        row = views.job_rows(s, factories_admin(mon), [job], now)[0]
+        assert row.elapsed_s == pytest.approx(40.0, abs=0.5)  # 10 s + 30 s: the gap does not count
+        monkeypatch.setattr(views, "MAX_INTERVALS", 1)
+        row = views.job_rows(s, factories_admin(mon), [job], now)[0]
+        assert row.elapsed_s == pytest.approx(100.0, abs=0.5)  # too many attempts to merge: first start to last end
+
+
+def factories_admin(mon: Monitor):
+    from farm.services.auth import resolve_token
+
+    with mon.db.session() as s:
+        return resolve_token(s, mon.admin, datetime.now(UTC))
+
+
+HOSTILE = ["", "%00", "\x00", "'", "../../etc/passwd", "9" * 40, "-1", "<script>", "ü" * 300, "a&b=c", "%"]
+
+
+def test_hostile_input_to_the_new_routes_gets_no_5xx(mon: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routes, "STREAM_MAX_S", 0.2)
+    job = mon.add_job()
+    mon.login(mon.admin)
+    csrf = csrf_of(mon.http.get("/jobs").text)
+    failures = []
+    for value in HOSTILE:
+        requests: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", "/jobs", {"params": {"q": value, "sort": value, "dir": value, "status": value}}),
+            ("GET", f"/jobs/{job}/log/{quote(value, safe='')}", {}),
+            ("POST", "/jobs/bulk", {"data": {"csrf": csrf, "action": value, "job": value, "next": value}}),
+        ]
+        if value:  # a stream for each; an empty topic is refused before the stream starts
+            requests.append(("GET", "/events", {"params": {"watch": [f"list:{value}", f"job:{value}"]}}))
+        requests.append(("GET", "/events", {"params": {"watch": value}}))
+        for method, path, extra in requests:
+            with mon.http.stream(method, path, **extra) as r:
+                if r.status_code >= 500:
+                    failures.append(f"{method} {path} {extra} -> {r.status_code}")
+    assert not failures, failures

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from web.monitor import streams
+from web.monitor import bulk, logs, streams
 from web.monitor.routes import router
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -16,8 +16,10 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 def install(app: FastAPI) -> None:
     """Add the monitor's pages and its static files (served without a session) to ``app``."""
+    app.include_router(bulk.router)  # before the job routes: /jobs/bulk is no job
     app.include_router(router)
     app.include_router(streams.router)
+    app.include_router(logs.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
 

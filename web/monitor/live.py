@@ -57,7 +57,7 @@ class JobWatch:
     def load(self) -> tuple[views.JobDetail, bool]:
         """The job page's data now (``NotFound`` for a job the viewer may not see)."""
         with self.ctx.db.session() as s:
-            detail = views.job_detail(s, self.v.who, self.job_id, self.ctx.clock.now())
+            detail = views.job_detail(s, self.v.who, self.job_id, self.ctx.clock.now(), self.v.t)
         return detail, self.ctx.store.stat(detail.preview_key) is not None
 
     def poll(self) -> list[Update]:
@@ -116,7 +116,22 @@ class JobWatch:
             self.sent_frames.update({tile.frame: tile.version for tile in fresh})
         changed = [b for b in detail.log if self.sent_log.get(b.key) != (b.title, b.text)]
         if changed:
-            out.append(("log", [{"key": b.key, "title": b.title, "text": b.text} for b in changed]))
+            download = t("job.log_download")
+            out.append(
+                (
+                    "log",
+                    [
+                        {
+                            "key": b.key,
+                            "title": b.title,
+                            "text": b.text,
+                            "download": f"{base}/log/{b.key}.txt",
+                            "download_label": download,
+                        }
+                        for b in changed
+                    ],
+                )
+            )
             self.sent_log.update({b.key: (b.title, b.text) for b in changed})
         if has_preview and not self.sent_preview:
             out.append(("preview", {"url": f"{base}/preview.mp4"}))

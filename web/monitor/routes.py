@@ -47,6 +47,7 @@ TEMPLATES.env.globals.update(
     html_langs=i18n.HTML_LANG,
     language_names=i18n.LANGUAGE_NAME,
     catalogue=i18n.catalogue(),
+    cost_digits=views.cost_digits,
 )
 #: How often an event stream looks at the database.
 STREAM_INTERVAL_S = 0.5
@@ -332,14 +333,35 @@ def jobs_page(
         sorts=list(views.SORTS),
         topic=f"list:{query.encode()}",
         row_json=lambda r: row_json(v.t, r, app_actions),
+        bulk_actions=[a for a in actions.ACTIONS if a in app_actions],
+        bulk=bulk_result(request),
     )
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What the last bulk action did (from the list's query string after ``POST /jobs/bulk``)."""
+
+    action: str
+    done: int
+    refused: int
+
+
+def bulk_result(request: Request) -> BulkResult | None:
+    """The bulk action's counts when the list was reached from one; None otherwise (or when they make no sense)."""
+    q = request.query_params
+    try:
+        action, done, refused = q.get("bulk", ""), int(q.get("done", "")), int(q.get("refused", ""))
+    except ValueError:
+        return None
+    return BulkResult(action, done, refused) if action in actions.ACTIONS and done >= 0 and refused >= 0 else None
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
     """One job: progress, chunks, frames, log, preview and actions."""
     with ctx.db.session() as s:
-        detail = views.job_detail(s, v.who, job_id, ctx.clock.now())
+        detail = views.job_detail(s, v.who, job_id, ctx.clock.now(), v.t)
         product = products.products_out(s, [detail.job.id]).get(detail.job.id)  # issue 13: the scene's video
     has_preview = ctx.store.stat(detail.preview_key) is not None
     app_actions = actions.available(request.app)

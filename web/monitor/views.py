@@ -20,6 +20,7 @@ from farm.metering import ledger
 from farm.services import jobs as jobops
 from farm.services.auth import USAGE_ROLE, Principal, require
 from storage.base import output_key
+from web.i18n import Translator, catalogue
 
 #: Jobs per page of the jobs list.
 PAGE_SIZE = 50
@@ -78,6 +79,8 @@ def running_seconds(intervals: list[tuple[datetime, datetime | None]], until: da
     return total
 
 
+#: Jobs with more attempts than this count their running time from first start to last end (pauses included).
+MAX_INTERVALS = 5000
 #: How many of the latest frames set the pace of the time-left estimate.
 ETA_WINDOW = 20
 
@@ -161,11 +164,23 @@ def _rows(session: Session, found: list[tuple[Job, str]], now: datetime) -> list
         key = status.value if isinstance(status, TaskStatus) else str(status)
         tasks.setdefault(job_id, {})[key] = int(count)
     intervals: dict[str, list[tuple[datetime, datetime | None]]] = {}
-    for job_id, started, ended in session.execute(
-        select(Task.job_id, TaskAttempt.started_at, TaskAttempt.ended_at)
-        .join(Task, Task.id == TaskAttempt.task_id)
-        .where(Task.job_id.in_(ids))
-    ):
+    attempts = select(Task.job_id, TaskAttempt.started_at, TaskAttempt.ended_at).join(
+        Task, Task.id == TaskAttempt.task_id
+    )
+    span = select(
+        Task.job_id,
+        func.count(),
+        func.min(TaskAttempt.started_at),
+        func.max(TaskAttempt.ended_at),
+        func.count(TaskAttempt.ended_at),
+    ).join(Task, Task.id == TaskAttempt.task_id)
+    small = []
+    for job_id, count, first, last, closed in session.execute(span.where(Task.job_id.in_(ids)).group_by(Task.job_id)):
+        if count <= MAX_INTERVALS:
+            small.append(job_id)
+        else:  # a huge job: one interval from its first start, open while any attempt is (polled twice a second)
+            intervals[job_id] = [(first, last if closed == count else None)]
+    for job_id, started, ended in session.execute(attempts.where(Task.job_id.in_(small))) if small else ():
         intervals.setdefault(job_id, []).append((started, ended))
     recent: dict[str, list[datetime]] = {}
     for job, _ in found:
@@ -314,8 +329,8 @@ class JobDetail:
     blocklist: list[BlockedNode] = field(default_factory=list)
 
 
-def job_detail(session: Session, who: Principal, job_id: str, now: datetime) -> JobDetail:
-    """The job page's data; ``NotFound`` for a job the caller may not see."""
+def job_detail(session: Session, who: Principal, job_id: str, now: datetime, t: Translator | None = None) -> JobDetail:
+    """The job page's data (log titles in ``t``'s language); ``NotFound`` for a job the caller may not see."""
     job = jobops.get_job(session, who, job_id)
     company = session.get(Company, job.company_id)
     row = _rows(session, [(job, company.name if company else "")], now)[0]
@@ -337,25 +352,45 @@ def job_detail(session: Session, who: Principal, job_id: str, now: datetime) -> 
         tasks=tasks,
         tiles=tiles,
         grid_truncated=truncated,
-        log=log_blocks(tasks),
+        log=log_blocks(tasks, t),
         preview_key=output_key(job.company_id, job.id, "preview.mp4"),
         settings=dict(job.settings),
         blocklist=control.blocklist_out(session, job).nodes,
     )
 
 
-def log_blocks(tasks: list[TaskOut]) -> list[LogBlock]:
-    """The log as one block per attempt, in chunk order (what ``farm logs`` prints, split for live updates)."""
+def log_blocks(tasks: list[TaskOut], t: Translator | None = None) -> list[LogBlock]:
+    """The log as one block per attempt, in chunk order (what ``farm logs`` prints, split for live updates); titles
+    in ``t``'s language, else English. A canceled attempt's reason (the kill's exit status) is left out: a cancel
+    is not a crash."""
     blocks = []
     for task in tasks:
         for attempt in task.attempts:
-            title = (
-                f"chunk {task.index} (frames {task.frames}) · attempt {attempt.number} · {attempt.node or '?'}"
-                f" · {attempt.status}"
-                + (f" · {attempt.reason}" if attempt.reason and attempt.status != "canceled" else "")
-            )
+            reason = attempt.reason if attempt.reason and attempt.status != "canceled" else ""
+            if t is None:
+                title = f"chunk {task.index} (frames {task.frames}) · attempt {attempt.number} · {attempt.node or '?'}"
+                title += f" · {attempt.status}" + (f" · {reason}" if reason else "")
+            else:
+                status = t("status." + attempt.status) if "status." + attempt.status in catalogue() else attempt.status
+                title = t(
+                    "job.log_block",
+                    chunk=t.number(task.index),
+                    frames=task.frames,
+                    attempt=t.number(attempt.number),
+                    node=attempt.node or "?",
+                    status=status,
+                ) + (f" · {reason}" if reason else "")
             blocks.append(LogBlock(key=f"{task.index}-{attempt.number}", title=title, text=attempt.log_tail))
     return blocks
+
+
+def cost_digits(cost: float) -> int:
+    """Decimals to show a cost with: two, or enough for two significant digits of a small cost (at most six), so a
+    cost that is not zero never reads 0.00."""
+    digits = 2
+    while 0 < abs(cost) < 10 ** (1 - digits) and digits < 6:
+        digits += 1
+    return digits
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,12 @@ function later(force) {
   timer = setTimeout(function () { connect(force); }, 25);
 }
 
+// Drop tabs that stopped pinging (crashed, killed) so their topics stop being watched.
+setInterval(function () {
+  var now = Date.now();
+  if (tabs.some(function (tab) { return now - tab.seen >= TAB_SILENT_MS; })) later(false);
+}, 20000);
+
 self.addEventListener("connect", function (ev) {
   var tab = {port: ev.ports[0], topics: [], seen: Date.now()};
   tabs.push(tab);

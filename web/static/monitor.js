@@ -113,21 +113,50 @@
   function logs(logBox, blocks) {
     var empty = logBox.querySelector(".log-empty");
     if (empty) empty.hidden = true;
-    var atBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 24;
     blocks.forEach(function (b) {
       var block = logBox.querySelector('section[data-key="' + b.key + '"]');
       if (!block) {
         block = document.createElement("section");
         block.className = "log-block";
         block.setAttribute("data-key", b.key);
-        block.appendChild(document.createElement("h3"));
+        var head = document.createElement("h3");
+        var title = document.createElement("span");
+        title.className = "log-title";
+        var link = document.createElement("a");
+        link.className = "log-download";
+        link.setAttribute("download", "");
+        head.appendChild(title);
+        head.appendChild(document.createTextNode(" "));
+        head.appendChild(link);
+        block.appendChild(head);
         block.appendChild(document.createElement("pre"));
         logBox.insertBefore(block, empty || null);
       }
-      block.querySelector("h3").textContent = b.title;
+      block.querySelector(".log-title").textContent = b.title;
+      var download = block.querySelector(".log-download");
+      download.href = b.download;
+      download.textContent = b.download_label;
       block.querySelector("pre").textContent = b.text;
     });
-    if (atBottom) logBox.scrollTop = logBox.scrollHeight;  // a tail follows new output unless the reader scrolled up
+    filterLog();
+    var follow = document.getElementById("log-follow");
+    if (follow && follow.checked) logBox.scrollTop = logBox.scrollHeight;  // follow mode: keep the newest in view
+  }
+
+  // Shows only the attempts whose title or output contains the search text (case-blind).
+  function filterLog() {
+    var box = document.getElementById("log-blocks");
+    var input = document.getElementById("log-search");
+    if (!box || !input) return;
+    var wanted = input.value.trim().toLowerCase();
+    var shown = 0;
+    box.querySelectorAll("section.log-block").forEach(function (block) {
+      var hit = !wanted || block.textContent.toLowerCase().indexOf(wanted) >= 0;
+      block.hidden = !hit;
+      if (hit) shown += 1;
+    });
+    var none = box.querySelector(".log-nomatch");
+    if (none) none.hidden = !wanted || shown > 0;
   }
 
   function jobPage(main, topic) {
@@ -192,8 +221,19 @@
     });
   }
 
+  function pickAll() {
+    var all = document.getElementById("pick-all");
+    if (!all) return;
+    all.addEventListener("change", function () {
+      document.querySelectorAll('#jobs-body input[name="job"]').forEach(function (box) { box.checked = all.checked; });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     confirmForms(document);
+    pickAll();
+    var search = document.getElementById("log-search");
+    if (search) search.addEventListener("input", filterLog);
     var main = document.getElementById("main");
     var topic = main && main.getAttribute("data-watch");
     if (!topic) return;

@@ -65,7 +65,8 @@ def upgrade() -> None:
         sa.text(
             "SELECT jobs.company_id, lower(coalesce(frames.device, '')), count(*), "  # noqa: S608 (constants only)
             f"coalesce(sum(frames.render_seconds), 0), {bucket_sums} "
-            "FROM frames JOIN jobs ON jobs.id = frames.job_id GROUP BY jobs.company_id, lower(coalesce(frames.device, ''))"
+            "FROM frames JOIN jobs ON jobs.id = frames.job_id "
+            "GROUP BY jobs.company_id, lower(coalesce(frames.device, ''))"
         )
     ).all():
         rows.append(
@@ -76,6 +77,22 @@ def upgrade() -> None:
                 "count": int(row[2]),
                 "total": float(row[3] or 0.0),
                 "buckets": [int(v or 0) for v in row[4:]],
+            }
+        )
+    for company_id, resource, count, total in bind.execute(
+        sa.text(
+            "SELECT company_id, resource, count(*), coalesce(sum(seconds * count), 0) FROM usage_ledger "
+            "WHERE resource IN ('cpu', 'gpu') GROUP BY company_id, resource"
+        )
+    ).all():
+        rows.append(
+            {
+                "series": "resource_seconds",
+                "company_id": company_id,
+                "label": resource,
+                "count": int(count),
+                "total": float(total or 0.0),
+                "buckets": [],
             }
         )
     if rows:
