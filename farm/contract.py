@@ -137,6 +137,10 @@ class JobSettings(BaseModel):
         return cls.model_validate(stored)
 
 
+#: Jobs one job may wait for (``JobCreate.after``).
+MAX_AFTER = 50
+
+
 class JobCreate(Strict):
     """What a client submits. ``frames`` uses the spec syntax ``1-250x2,300``."""
 
@@ -172,6 +176,33 @@ class JobCreate(Strict):
         default=False,
         description="render even when Blender finds inputs missing after opening the scene (the job shows a warning)",
     )
+    # Issue 19: dependencies (farm.lifecycle.dependencies).
+    after: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_AFTER,
+        description="ids of jobs of the same company this job waits for (it starts once they all completed)",
+    )
+    frame_match: bool = Field(
+        default=False, description="with 'after': frame N waits only for frame N of those jobs (comp after render)"
+    )
+    preset: str | None = Field(
+        default=None,
+        max_length=64,
+        description="a preset of the company (farm preset): its settings apply where this request sets none",
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: list[str]) -> list[str]:
+        if any(not ident or len(ident) > 40 for ident in value):
+            raise ValueError("job ids in 'after' must be 1..40 characters")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _frame_match_needs_after(self) -> JobCreate:
+        if self.frame_match and not self.after:
+            raise ValueError("frame_match needs the jobs to match in 'after'")
+        return self
 
     @field_validator("manifest")
     @classmethod
@@ -260,6 +291,8 @@ class JobOut(BaseModel):
     product: ProductOut | None = Field(
         default=None, description="the video encoded after the last frame, when the scene's output is video"
     )
+    after: list[str] = Field(default_factory=list, description="jobs this one waits for (issue 19)")
+    frame_match: bool = Field(default=False, description="frame N waits only for frame N of the jobs in 'after'")
 
 
 class JobList(BaseModel):
@@ -615,3 +648,253 @@ class WhoAmI(BaseModel):
     token_id: str
     company: str
     role: Role
+
+
+# ---- issue 20: the common asset library and the operator's report ---------------------------------------------
+_LIBRARY_TAG = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
+
+
+class LibraryPublish(Strict):
+    """Publish a blob the company uploaded; ``to`` empty: every company, else only the companies named."""
+
+    sha256: SHA256
+    name: str = Field(min_length=1, max_length=200, description="what studios browse by, e.g. 'studio HDRI sky'")
+    filename: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r'^[^/\\\x00-\x1f\x7f"]+$',
+        description="the file's name when pulled (no folders, quotes or control characters)",
+    )
+    licence: str = Field(min_length=1, max_length=20_000, description="the terms others use the asset under")
+    tags: list[_LIBRARY_TAG] = Field(default_factory=list, max_length=32)
+    to: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=1000, description="company names that may use it; empty: every company"
+    )
+
+
+class LibraryAssetOut(BaseModel):
+    id: str
+    name: str
+    filename: str
+    sha256: str
+    size: int
+    tags: list[str]
+    licence: str
+    publisher: str = Field(description="the company that published it")
+    visibility: str = Field(description="'all' (every company) or 'listed'")
+    to: list[str] | None = Field(default=None, description="the companies listed (shown to the publisher only)")
+    created_at: datetime
+    retracted_at: datetime | None = None
+
+
+class LibraryList(BaseModel):
+    assets: list[LibraryAssetOut]
+
+
+class LibraryMonth(BaseModel):
+    month: str
+    jobs: int = Field(description="jobs that referenced the asset instead of uploading it")
+    companies: int = Field(description="distinct companies among those jobs")
+    bytes_avoided: int = Field(
+        description="the asset's size for each company (not the publisher) that used it for the first time this month"
+    )
+
+
+class LibraryUsage(BaseModel):
+    asset_id: str
+    name: str
+    months: list[LibraryMonth]
+
+
+class PoolCompany(BaseModel):
+    company: str
+    slot_hours: float
+    share: float = Field(description="the company's slot-hours over the pool's used slot-hours (0..1)")
+    cost: float = Field(description="what the rate card charged the company for this pool's attempts")
+
+
+class PoolReport(BaseModel):
+    pool: str = Field(description="'gpu' or 'cpu'")
+    capacity_slot_hours: float
+    used_slot_hours: float
+    utilisation: float = Field(description="used over capacity (0 when no capacity was sampled)")
+    idle_hours: float = Field(description="capacity minus used slot-hours, never below 0")
+    queue_wait_p50_s: float | None
+    queue_wait_p95_s: float | None
+    attempts: int
+    failed_attempts: int = Field(description="attempts that failed (scene and node faults)")
+    node_failed_attempts: int = Field(description="failed attempts blamed on a node: the platform's")
+    lost_attempts: int = Field(description="attempts lost with their worker or a restart (never billed)")
+    platform_slot_hours: float = Field(description="slot-hours of node-failed and lost attempts")
+    unbilled_slot_hours: float = Field(description="slot-hours of lost attempts: no ledger row, nobody paid")
+    cost_recovered: float
+    companies: list[PoolCompany]
+
+
+class LibraryReuse(BaseModel):
+    assets_live: int
+    uses: int = Field(description="(job, asset) references made this month")
+    uploads_avoided: int = Field(description="(company, asset) pairs first used this month, publisher excluded")
+    bytes_avoided: int = Field(description="the sizes of those first uses: bytes neither uploaded nor stored again")
+
+
+class OperatorReport(BaseModel):
+    month: str
+    pools: list[PoolReport]
+    library: LibraryReuse
+
+
+# ---- Issue 19: studio pipeline (webhooks, presets, resubmit) ---------------------------------------------------
+
+
+class WebhookEvent(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FIRST_FRAME = "first_frame"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TEST = "test"
+
+
+#: The job events a webhook gets unless it names some.
+JOB_EVENTS: tuple[WebhookEvent, ...] = tuple(e for e in WebhookEvent if e is not WebhookEvent.TEST)
+
+
+class WebhookCreate(Strict):
+    url: str = Field(min_length=8, max_length=2000, description="http(s) URL that receives POSTed JSON events")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(JOB_EVENTS),
+        min_length=1,
+        max_length=len(WebhookEvent),
+        description="the job events to send (default: all)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s]*)?", value):
+            raise ValueError("url must be http:// or https:// followed by a host (no spaces, no user@)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[WebhookEvent]) -> list[WebhookEvent]:
+        return list(dict.fromkeys(value))
+
+
+class WebhookOut(BaseModel):
+    id: str
+    company: str
+    url: str
+    events: list[WebhookEvent]
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="HMAC-SHA256 key of the X-Farm-Signature header: shown this once")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    webhook_id: str
+    event: str
+    job_id: str | None
+    status: str = Field(description="pending (will be sent or retried), delivered, or failed (gave up)")
+    attempts: int
+    last_code: int | None
+    last_error: str
+    created_at: datetime
+    next_at: datetime | None
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(BaseModel):
+    deliveries: list[WebhookDeliveryOut]
+
+
+#: What a preset may hold: the job settings a submit takes (the scene, frames and dependencies are per job).
+PRESET_FIELDS = (
+    "chunk_size",
+    "priority",
+    "output_format",
+    "output_pattern",
+    "view_layers",
+    "camera",
+    "resolution",
+    "samples",
+    "gpu",
+    "allow_cpu_fallback",
+    "max_attempts",
+    "on_chunk_failure",
+    "preview",
+)
+
+
+class PresetSettings(Strict):
+    """Submit settings a preset holds; absent fields are not part of the preset."""
+
+    chunk_size: int | None = Field(default=None, ge=1, le=10_000)
+    priority: int | None = Field(default=None, ge=0, le=100)
+    output_format: OutputFormat | None = None
+    output_pattern: str | None = Field(default=None, max_length=MAX_NAME)
+    view_layers: list[str] | None = Field(default=None, max_length=64)
+    camera: str | None = Field(default=None, max_length=200)
+    resolution: str | None = None
+    samples: int | None = Field(default=None, ge=1, le=65_536)
+    gpu: bool | None = None
+    allow_cpu_fallback: bool | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    on_chunk_failure: ChunkFailurePolicy | None = None
+    preview: bool | None = None
+
+    @field_validator("output_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return None if value is None else check_pattern(value)
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: str | None) -> str | None:
+        return None if value is None else JobCreate._resolution(value)
+
+
+PRESET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class PresetSave(Strict):
+    settings: PresetSettings = Field(default_factory=PresetSettings)
+    from_job: str | None = Field(
+        default=None, max_length=40, description="start from this job's settings; 'settings' override them"
+    )
+
+
+class PresetOut(BaseModel):
+    name: str
+    settings: PresetSettings
+    created_at: datetime
+    updated_at: datetime
+
+
+class PresetList(BaseModel):
+    presets: list[PresetOut]
+
+
+class ResubmitRequest(Strict):
+    """A new job from a finished one's inputs (nothing uploaded again); absent fields keep the old job's."""
+
+    frames: str | None = Field(default=None, max_length=2000)
+    samples: int | None = Field(default=None, ge=1, le=65_536)
+    resolution: str | None = None
+    priority: int | None = Field(default=None, ge=0, le=100)
+    chunk_size: int | None = Field(default=None, ge=1, le=10_000)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: str | None) -> str | None:
+        return None if value is None else JobCreate._resolution(value)

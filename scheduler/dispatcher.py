@@ -95,6 +95,8 @@ class Dispatcher:
         self.periodic: list[Callable[[], None]] = []  # cheap calls each loop turn (storage sampler)
         # Issue 15: signs each assignment's store grant (an S3 store; render nodes hold no key). None: local store.
         self.grants: Callable[[str, str, dict[str, Any], int], StoreGrant] | None = None
+        # Issue 15: told each worker's failed store calls (cumulative, from polls and facts), e.g. StoreErrors.
+        self.store_errors: Callable[[str, dict[str, int]], None] | None = None
         self.store_waits = attempts.StoreWaits()
         self._jobs_seen: dict[str, set[str]] = {}  # slot name -> jobs whose folder it may hold
         self._requests_at = self._explained_at = self._pruned_at = float("-inf")
@@ -203,9 +205,12 @@ class Dispatcher:
             if slot.poll_ref is not None and slot.poll_ref in ready_set:
                 ref, slot.poll_ref = slot.poll_ref, None
                 try:
-                    reports.polls.append((slot, ray.get(ref)))
+                    poll: PollReport = ray.get(ref)
                 except RayError:
                     pass  # the render ref reports the loss
+                else:
+                    reports.polls.append((slot, poll))
+                    self._note_store_errors(slot, poll.storage_errors)
             if slot.render_ref is not None and slot.render_ref in ready_set:
                 try:
                     facts: AttemptFacts = ray.get(slot.render_ref)
@@ -214,7 +219,13 @@ class Dispatcher:
                     reports.lost.append((slot, why, isinstance(exc, ActorDiedError)))
                 else:
                     reports.ended.append((slot, self._as_decided(slot, facts)))
+                    self._note_store_errors(slot, facts.storage_errors)
         return reports
+
+    def _note_store_errors(self, slot: Slot, counts: dict[str, int]) -> None:
+        if self.store_errors is not None and counts:
+            # Counts are per actor: a replaced actor (a new handle) starts from zero under a key of its own.
+            self.store_errors(f"{slot.name}#{id(slot.actor)}", counts)
 
     @staticmethod
     def _as_decided(slot: Slot, facts: AttemptFacts) -> AttemptFacts:
@@ -458,7 +469,11 @@ class Dispatcher:
         with self.db.session() as s:
             for job in list(
                 s.scalars(
-                    select(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.ACTIVE]), Job.tasks_runnable > 0)
+                    select(Job).where(
+                        Job.status.in_([JobStatus.QUEUED, JobStatus.ACTIVE]),
+                        Job.tasks_runnable > 0,
+                        Job.wait != "job",  # issue 19: its reason says which job it waits for
+                    )
                 )
             ):
                 needs = placement.Needs.of(JobSettings.of(job.settings))

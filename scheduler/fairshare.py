@@ -28,6 +28,7 @@ from farm.clock import utc
 from farm.contract import JobSettings
 from farm.db.models import Company, Job, Task, TaskAttempt
 from farm.domain.states import JOB_DISPATCHABLE, TASK_RUNNABLE
+from farm.lifecycle import dependencies
 from farm.metering import quota
 from scheduler.pool import Slot
 
@@ -191,6 +192,7 @@ class FairShare:
         self.starvation_s = starvation_s
         self.window = UsageWindow(window_s)
         self._running: dict[str, tuple[str, str, float]] = {}  # slot -> (company, pool, started)
+        self.gate = dependencies.FrameGate()  # issue 19: chunks of --frame-match jobs wait for upstream frames
 
     def attempt_ended(self, slot: Slot, started: float, ended: float) -> None:
         """An attempt on ``slot`` ended: its slot time moves from running to used."""
@@ -202,12 +204,17 @@ class FairShare:
     def round(self, session: Session, slots: Sequence[Slot], idle: Sequence[Slot], now: datetime) -> DispatchRound:
         """Everything one dispatch round needs, read in the dispatcher's session."""
         per_company = len(idle) * 2 + 4
+        dependencies.refresh(session)  # issue 19: jobs whose upstream jobs finished stop waiting (one indexed read)
         # Jobs first (few rows, by their counters), then each job's first runnable chunks by index: the cost does
         # not grow with the number of chunks a job has.
         jobs = list(
             session.scalars(
                 select(Job)
-                .where(Job.status.in_(list(JOB_DISPATCHABLE)), Job.tasks_runnable > 0)
+                .where(
+                    Job.status.in_(list(JOB_DISPATCHABLE)),
+                    Job.tasks_runnable > 0,
+                    Job.wait != dependencies.WAIT_JOB,
+                )
                 .order_by(Job.priority.desc(), Job.created_at, Job.id)
             )
         )
@@ -221,15 +228,17 @@ class FairShare:
                 wanted = per_company - len(st.candidates)
                 if wanted <= 0:
                     break
-                st.candidates.extend(
-                    (task, job)
-                    for task in session.scalars(
+                tasks = list(
+                    session.scalars(
                         select(Task)
                         .where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))
                         .order_by(Task.index)
                         .limit(wanted)
                     )
                 )
+                if job.wait == dependencies.WAIT_FRAMES:
+                    tasks = self.gate.ready_tasks(session, job, tasks)
+                st.candidates.extend((task, job) for task in tasks)
             states[company.id] = st
         if states:
             self._account(session, states, slots, now)

@@ -30,7 +30,7 @@ def _use_token(token: str) -> None:
     token at import, so both caches are refreshed."""
     os.environ[TOKEN_ENV] = token
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)  # the token above, never a file left by someone else
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

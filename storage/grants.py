@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import urllib3
 
 from farm.domain.attempts import StoreGrant, UploadGrant
+from farm.domain.inputs import input_owner
 from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectInfo, blob_key, check_key
 
@@ -93,21 +94,20 @@ class GrantIssuer:
         """The grant for one chunk of ``job_id``: its input blobs and its outputs, no more."""
         now = self._clock()
         need = self.lifetime(frames)
-        shas = sorted({str(entry["sha256"]) for entry in manifest.values()})
+        keys = _input_keys(company, manifest)
         with self._lock:
             cached = self._cache.get(job_id)
             if (
                 cached is not None
                 and cached.expires_at - now >= self.base_s / 2
                 and cached.upload.expires_at - now >= need
-                and len(cached.inputs) == len(shas)
+                and len(cached.inputs) == len(keys)
             ):
                 return cached
         # Signed for twice what the chunk needs, so the job's next chunks reuse it for a while.
         upload_s = min(MAX_PRESIGN_S, 2 * need)
         url, fields = self.store.presigned_post_prefix(outputs_prefix(company, job_id), upload_s)
-        folder = blob_key(company, "x")[:-1]  # 'blobs/<company>/', checked once; the keys are checked on signing
-        inputs = self.store.presigned_get_urls([folder + sha for sha in shas], self.base_s)
+        inputs = self.store.presigned_get_urls(keys, self.base_s)
         grant = StoreGrant(
             inputs=inputs,
             upload=UploadGrant(url, fields, outputs_prefix(company, job_id), now + upload_s),
@@ -120,6 +120,17 @@ class GrantIssuer:
                     self._cache.pop(next(iter(self._cache)))
             self._cache[job_id] = grant
         return grant
+
+
+def _input_keys(company: str, manifest: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Store keys of a job's inputs: its company's blobs, and library assets in their publisher's (issue 20)."""
+    folders: dict[str, str] = {}  # 'blobs/<company>/', checked once per owner; the keys are checked on signing
+    keys: set[str] = set()
+    for entry in manifest.values():
+        owner = input_owner(company, entry)
+        folder = folders.get(owner) or folders.setdefault(owner, blob_key(owner, "x")[:-1])
+        keys.add(folder + str(entry["sha256"]))
+    return sorted(keys)
 
 
 def _error_code(body: bytes) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.db.backends import db_url, postgres  # noqa: F401  (every module may run on both databases)
+
 # Tests never touch the user's CLI config or hash cache.
 _HOME = Path(tempfile.mkdtemp(prefix="farm-test-home-"))
 os.environ["XDG_CONFIG_HOME"] = str(_HOME / "config")

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from farm import __version__
 from farm.contract import Health
-from web import errors, metrics, monitor
+from web import errors, library_pages, metrics, monitor
 from web.access_log import AccessLog
 from web.deps import AppContext, Ctx
 from web.input_guard import LimitBody, RefuseNul
@@ -14,6 +14,8 @@ from web.routes_admin import router as admin_router
 from web.routes_api import router as api_router
 from web.routes_assets import router as assets_router
 from web.routes_control import router as control_router
+from web.routes_library import router as library_router
+from web.routes_pipeline import router as pipeline_router
 from web.security_headers import SecurityHeaders
 
 
@@ -51,4 +53,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     monitor.install(app)
     app.include_router(assets_router)
     app.include_router(admin_router)
+    app.include_router(library_router)  # issue 20: the common asset library, the operator's report
+    app.include_router(library_pages.router)  # issue 20: the library and report pages of the monitor
+    app.include_router(pipeline_router)  # issue 19: resubmit, presets, webhooks
     return app

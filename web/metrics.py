@@ -3,9 +3,11 @@
 Two kinds of values, kept apart on purpose:
 
 * **Farm state** (jobs, chunks, queue depth, frames, render seconds, resource-seconds, storage bytes, progress,
-  queue wait, budgets) is computed from the database at scrape time by ``FarmCollector``. Every API replica and
-  every uvicorn worker therefore reports the same truth, and a restart loses nothing: the counters are counts of
-  rows (frames, the append-only ledger), not in-memory tallies. Alert rules take ``max`` over replicas.
+  queue wait, budgets, slots in use, the scheduler's and workers' store errors) is read from the database at
+  scrape time by ``FarmCollector``. Every API replica and every uvicorn worker therefore reports the same truth,
+  and a restart loses nothing. The counters and histograms are running totals kept in the database as things
+  happen (``farm.lifecycle.tallies``) and per-job columns, so a scrape never aggregates history: its cost does not
+  grow with the frames or the ledger (issue 15; ``bench/metrics.py``). Alert rules take ``max`` over replicas.
 * **Per-process values** (``farm_api_request_seconds``, ``farm_storage_errors_total``) are prometheus_client
   metrics. With ``PROMETHEUS_MULTIPROC_DIR`` set (several uvicorn workers; empty the directory before the workers
   start) they live in that directory and every scrape sums all workers' files; without it, in this process.
@@ -31,8 +33,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
@@ -52,13 +52,14 @@ from farm.clock import Clock, utc
 from farm.db.engine import Database
 from farm.db.models import Blob, Company, Job, SchedulerLease, Task
 from farm.domain.states import JOB_DISPATCHABLE, JobStatus, TaskStatus
-from farm.errors import Forbidden, StorageError
+from farm.errors import Forbidden
 from farm.lifecycle import tallies
 from farm.metering import quota
 from farm.services.auth import resolve_token
 from farm.services.nodeview import NODE_STATES, WORKER_STATES, Snapshot, WorkerState
 from farm.services.nodeview import read as read_heartbeat
-from storage.base import ObjectInfo, ObjectStore
+from storage import counting
+from storage.base import ObjectStore
 from web.deps import Ctx, bearer
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RESOURCES = ("cpu", "gpu")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-STORAGE_OPERATIONS = ("put_file", "put_stream", "get_file", "open", "stat", "delete", "list", "local_path")
+STORAGE_OPERATIONS = counting.OPERATIONS
 
 # ``*_created`` series only double the scrape size; the single-process exposition would add them, the multiprocess
 # one cannot: leave them out everywhere so both look alike.
@@ -82,7 +83,8 @@ REQUEST_SECONDS = Histogram(
 )
 STORAGE_ERRORS = Counter(
     "farm_storage_errors",
-    "Failed object-store operations in the API processes, by operation.",
+    "Failed object-store operations in the API processes, by operation (the scheduler's and the workers':"
+    " farm_cluster_storage_errors_total).",
     ["operation"],
     registry=PROCESS_REGISTRY,
 )
@@ -90,7 +92,6 @@ for _operation in STORAGE_OPERATIONS:
     STORAGE_ERRORS.labels(_operation)  # series exist at 0, so rate() works from the first error on
 
 WorkerSource = Callable[[], Snapshot]
-_T = TypeVar("_T")
 
 
 # ---- request latency ------------------------------------------------------------------------------------------
@@ -130,82 +131,9 @@ def route_template(scope: Scope) -> str:
 
 
 # ---- storage errors -------------------------------------------------------------------------------------------
-class CountingStore:
-    """An ``ObjectStore`` that counts the ``StorageError``s of the store it wraps, by operation."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-
-    def _failed(self, operation: str) -> None:
-        STORAGE_ERRORS.labels(operation).inc()
-
-    def put_file(self, key: str, path: Path) -> None:
-        try:
-            self.inner.put_file(key, path)
-        except StorageError:
-            self._failed("put_file")
-            raise
-
-    def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
-        try:
-            self.inner.put_stream(key, stream, size)
-        except StorageError:
-            self._failed("put_stream")
-            raise
-
-    def get_file(self, key: str, path: Path) -> None:
-        try:
-            self.inner.get_file(key, path)
-        except StorageError:
-            self._failed("get_file")
-            raise
-
-    def open(self, key: str) -> Iterator[bytes]:
-        try:
-            chunks = self.inner.open(key)  # some backends fail here, others while streaming: count both
-        except StorageError:
-            self._failed("open")
-            raise
-        return self._counted(chunks, "open")
-
-    def stat(self, key: str) -> ObjectInfo | None:
-        try:
-            return self.inner.stat(key)
-        except StorageError:
-            self._failed("stat")
-            raise
-
-    def delete(self, key: str) -> None:
-        try:
-            self.inner.delete(key)
-        except StorageError:
-            self._failed("delete")
-            raise
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        try:
-            infos = self.inner.list(prefix)
-        except StorageError:
-            self._failed("list")
-            raise
-        return self._counted(infos, "list")
-
-    def _counted(self, items: Iterator[_T], operation: str) -> Iterator[_T]:
-        try:
-            yield from items
-        except StorageError:
-            self._failed(operation)
-            raise
-
-    def local_path(self, key: str) -> Path | None:
-        try:
-            return self.inner.local_path(key)
-        except StorageError:
-            self._failed("local_path")
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)  # backend extras (e.g. close) stay reachable
+def CountingStore(inner: ObjectStore) -> counting.CountingStore:
+    """``inner`` counting its ``StorageError``s into this process's ``farm_storage_errors_total``."""
+    return counting.CountingStore(inner, lambda operation: STORAGE_ERRORS.labels(operation).inc())
 
 
 # ---- farm state from the database -----------------------------------------------------------------------------
@@ -319,6 +247,17 @@ class FarmCollector:
         for key in sorted(set(used) | {(cid, r) for cid in names for r in RESOURCES}):
             resource_seconds.add_metric([company(key[0]), key[1]], used.get(key, 0.0))
         yield resource_seconds
+
+        cluster_errors = CounterMetricFamily(
+            "farm_cluster_storage_errors",
+            "Failed object-store operations of the scheduler and the render workers (from the database), by process"
+            " and operation.",
+            labels=["process", "operation"],
+        )
+        failed = {(t.company_id, t.label): t.count for t in tallies.read(s, tallies.STORAGE_ERRORS)}
+        for key in sorted(set(failed) | {(p, op) for p in ("scheduler", "workers") for op in STORAGE_OPERATIONS}):
+            cluster_errors.add_metric(list(key), float(failed.get(key, 0)))
+        yield cluster_errors
 
         storage = GaugeMetricFamily(
             "farm_storage_bytes",

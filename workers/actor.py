@@ -14,6 +14,7 @@ from typing import Any
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoredFrame, StoredLayer
 from farm.errors import ObjectMissing, StorageError
 from storage.base import ObjectStore, output_key
+from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
 from storage.grants import GrantedStore, grant_pool
 from workers.cache import BlobCache, remove_tree, sha256_file
@@ -65,7 +66,11 @@ class RenderWorker:
         self.config = config
         self.node = config.node or socket.gethostname()
         # No store credentials here (issue 15): a local store (embedded mode), else per-assignment grants.
-        self.store: ObjectStore | None = make_store(config.store) if config.store is not None else None
+        # Every store call is counted (issue 15): failures reach /metrics through the scheduler (polls, facts).
+        self.storage_errors = ErrorCounts()
+        self.store: ObjectStore | None = (
+            CountingStore(make_store(config.store), self.storage_errors) if config.store is not None else None
+        )
         self._chunk_store: ObjectStore | None = None  # the store of the chunk being rendered
         self._grant_http = grant_pool()
         # The limit counts the input folders of every slot on the node (they share the work dir).
@@ -133,7 +138,9 @@ class RenderWorker:
             text = self.renderer.live_log()
             if text and text != self._last_log:
                 self._last_log = log_text = text[-LIVE_LOG_CHARS:]
-        return PollReport(task, attempt, tuple(events), progress, time.time(), lease_age, log_text)
+        return PollReport(
+            task, attempt, tuple(events), progress, time.time(), lease_age, log_text, self.storage_errors.snapshot()
+        )
 
     def drop_jobs(self, job_ids: list[str]) -> list[str]:
         """Remove the folders of these jobs (they ended) unless a chunk of one is rendering; returns those removed."""
@@ -251,13 +258,14 @@ class RenderWorker:
             ended_at=started_wall + seconds,
             seconds=seconds,
             frames=frames,
+            storage_errors=self.storage_errors.snapshot(),
             **ended,
         )
 
     def _store_for(self, a: Assignment) -> ObjectStore:
         """How this chunk reaches the store: its grant when it has one, else the worker's local store."""
         if a.grant is not None:
-            return GrantedStore(a.grant, http=self._grant_http)
+            return CountingStore(GrantedStore(a.grant, http=self._grant_http), self.storage_errors)
         if self.store is None:
             raise StorageError("the assignment carries no store grant and this worker holds no store")
         return self.store

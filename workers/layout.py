@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from farm.domain.inputs import input_owner
 from farm.errors import StorageError
 from storage.base import ObjectStore
 from workers.cache import BlobCache, copy_verified, remove_tree
@@ -82,7 +83,7 @@ class JobFolder:
                     continue
             except FileNotFoundError:
                 pass
-            self._copy_in(cache, store, company, str(entry["sha256"]), dest)
+            self._copy_in(cache, store, input_owner(company, entry), str(entry["sha256"]), dest)  # issue 20
             self._stamps[rel] = Stamp.of(dest)
             copied = True
         if copied:  # disk use only grew if something was copied in

@@ -7,6 +7,7 @@ operator translates the template through ``bpy.app.translations`` and then fills
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,27 @@ class SubmitRequest:
     gpu: bool = False
     output_format: str = "scene"
     allow_missing: bool = False
+    after: list[str] = field(default_factory=list)  # issue 19: job ids this one runs after
+    frame_match: bool = False
+    preset: str = ""  # issue 19: a preset of the company; it then decides chunk, priority, device and format
+
+    def options(self) -> dict[str, Any]:
+        """The job options sent: with a preset, only the dependencies (the preset gives the rest on the farm)."""
+        chosen: dict[str, Any] = {"after": self.after, "frame_match": self.frame_match}
+        if self.preset.strip():
+            return {**chosen, "preset": self.preset.strip()}
+        return {
+            **chosen,
+            "chunk_size": self.chunk_size,
+            "priority": self.priority,
+            "output_format": self.output_format,
+            "gpu": self.gpu,
+        }
+
+
+def job_ids(text: str) -> list[str]:
+    """The panel's "Run After" field (ids separated by commas or spaces) as a list."""
+    return [part for part in re.split(r"[\s,]+", text.strip()) if part]
 
 
 @dataclass
@@ -119,6 +141,8 @@ PANEL_NAMES = {
     "chunk_size": "Chunk Size",
     "priority": "Priority",
     "output_format": "Output Format",
+    "after": "Run After",
+    "preset": "Preset",
 }
 
 
@@ -138,14 +162,7 @@ def check_request(request: SubmitRequest) -> Outcome | None:
     if problem is not None:
         return problem
     try:
-        check_options(
-            request.name,
-            request.frames,
-            chunk_size=request.chunk_size,
-            priority=request.priority,
-            output_format=request.output_format,
-            gpu=request.gpu,
-        )
+        check_options(request.name, request.frames, **request.options())
     except InvalidOptions as exc:
         detail = "; ".join(f"{PANEL_NAMES.get(f.split('.')[0], f)}: {m}" for f, m in exc.problems)
         return failure("bad_options", MSG_BAD_OPTIONS, detail=detail)
@@ -292,10 +309,7 @@ class Submission:
                 progress=self._advance,
                 on_total=self._total,
                 allow_missing=request.allow_missing,
-                chunk_size=request.chunk_size,
-                priority=request.priority,
-                output_format=request.output_format,
-                gpu=request.gpu,
+                **request.options(),
             )
         job = result.job
         return Outcome(

@@ -132,6 +132,9 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
             gpu=settings.device == "GPU",
             output_format=settings.output_format,
             allow_missing=settings.allow_missing,
+            after=core.job_ids(settings.after),
+            frame_match=settings.frame_match and bool(settings.after.strip()),
+            preset=settings.preset.strip(),
         )
         # Everything is checked before the file is saved: a refused request leaves the scene as it was.
         if scene.camera is None:

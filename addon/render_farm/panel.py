@@ -31,12 +31,19 @@ class RENDER_FARM_PT_submit(bpy.types.Panel):
         sub.prop(settings, "frame_start")
         sub.prop(settings, "frame_end")
         sub.prop(settings, "frame_step")
-        col.prop(settings, "chunk_size")
-        col.prop(settings, "priority", slider=True)
-        col.prop(settings, "device", expand=True)
-        col.prop(settings, "output_format")
+        col.prop(settings, "preset")
+        sub = col.column()
+        sub.active = not settings.preset.strip()  # a preset decides these
+        sub.prop(settings, "chunk_size")
+        sub.prop(settings, "priority", slider=True)
+        sub.prop(settings, "device", expand=True)
+        sub.prop(settings, "output_format")
         col.prop(settings, "save_before_submit")
         col.prop(settings, "allow_missing")
+        col.prop(settings, "after")
+        sub = col.column()
+        sub.active = bool(settings.after.strip())
+        sub.prop(settings, "frame_match")
 
         row = layout.row()
         row.scale_y = 1.4

@@ -71,6 +71,22 @@ class RenderFarmJobSettings(bpy.types.PropertyGroup):
         description="Submit even when textures or libraries the scene uses do not exist",
         default=False,
     )
+    # Issue 19: dependencies.
+    after: StringProperty(  # type: ignore[valid-type]
+        name="Run After",
+        description="Farm job ids (comma separated) this job waits for: it starts once they completed",
+        default="",
+    )
+    frame_match: BoolProperty(  # type: ignore[valid-type]
+        name="Match Frames",
+        description="Each frame waits only for the same frame of the jobs in Run After (comp after render)",
+        default=False,
+    )
+    preset: StringProperty(  # type: ignore[valid-type]
+        name="Preset",
+        description="A job preset of your company (farm preset list): it sets chunk size, priority, device and format",
+        default="",
+    )
 
 
 class RenderFarmStatus(bpy.types.PropertyGroup):

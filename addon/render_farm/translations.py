@@ -75,6 +75,18 @@ ZH_HANS: dict[str, str] = {
         "打包前先保存 .blend 文件：农场渲染的是已保存的文件"
     ),
     "Submit With Missing Files": "缺少文件时仍然提交",
+    "Run After": "在这些作业之后运行",
+    "Farm job ids (comma separated) this job waits for: it starts once they completed": (
+        "此作业等待的农场作业 ID（以逗号分隔）：它们完成后才开始"
+    ),
+    "Match Frames": "逐帧匹配",
+    "Preset": "预设",
+    "A job preset of your company (farm preset list): it sets chunk size, priority, device and format": (
+        "贵公司的作业预设（farm preset list）：它决定分块大小、优先级、设备和格式"
+    ),
+    "Each frame waits only for the same frame of the jobs in Run After (comp after render)": (
+        "每一帧只等待“在这些作业之后运行”中作业的同一帧（渲染后合成）"
+    ),
     "Submit even when textures or libraries the scene uses do not exist": "即使场景使用的贴图或库文件不存在也提交",
     "Missing files:": "缺少的文件：",
     # status

@@ -49,6 +49,8 @@ FLAGS = {
     "samples": "--samples",
     "max_attempts": "--max-attempts",
     "on_chunk_failure": "--on-chunk-failure",
+    "after": "--after",
+    "frame_match": "--frame-match",
 }
 
 
@@ -112,8 +114,30 @@ def server(
     farm.serve_forever()
 
 
+#: ``farm submit``'s parameter behind each job spec field, where the names differ.
+_PARAMS = {
+    "chunk_size": "chunk",
+    "output_format": "format",
+    "view_layers": "view_layer",
+    "allow_cpu_fallback": "cpu_fallback",
+}
+
+
+def _given(ctx: typer.Context, preset: str | None, **options: object) -> dict[str, object]:
+    """The spec's options; with ``--preset``, only the flags given on the command line (the preset fills the rest,
+    on the farm)."""
+    if preset is None:
+        return options
+    def given(field: str) -> bool:
+        source = ctx.get_parameter_source(_PARAMS.get(field, field))
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")  # typer may vendor click
+
+    return {"preset": preset, **{field: value for field, value in options.items() if given(field)}}
+
+
 @app.command()
 def submit(
+    ctx: typer.Context,
     blend: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".blend file to render")],
     frames: Annotated[
         str | None, typer.Option(help="frames, e.g. 1-250, 1-250x2, 1,5,10-20 (default: the scene's range and step)")
@@ -148,6 +172,15 @@ def submit(
     ] = "continue",
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="make an MP4 preview at the end")] = True,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="submit despite missing files")] = False,
+    after: Annotated[
+        str | None, typer.Option("--after", help="start once these jobs completed: JOB[,JOB] (issue 19)")
+    ] = None,
+    frame_match: Annotated[
+        bool, typer.Option("--frame-match", help="with --after: frame N waits only for frame N of those jobs")
+    ] = False,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="your company's preset (farm preset); flags you give override it")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
@@ -182,19 +215,25 @@ def submit(
                     progress=lambda n: bar.advance(task, n),
                     on_total=lambda size, _files: bar.update(task, total=size),
                     allow_missing=allow_missing,
-                    chunk_size=chunk,
-                    priority=priority,
-                    output_format=fmt,
-                    output_pattern=output_pattern,
-                    view_layers=list(view_layer or []),
-                    camera=camera,
-                    resolution=resolution,
-                    samples=samples,
-                    gpu=gpu,
-                    allow_cpu_fallback=cpu_fallback,
-                    max_attempts=max_attempts,
-                    on_chunk_failure=on_chunk_failure,
-                    preview=preview,
+                    **_given(
+                        ctx,
+                        preset,
+                        chunk_size=chunk,
+                        priority=priority,
+                        output_format=fmt,
+                        output_pattern=output_pattern,
+                        view_layers=list(view_layer or []),
+                        camera=camera,
+                        resolution=resolution,
+                        samples=samples,
+                        gpu=gpu,
+                        allow_cpu_fallback=cpu_fallback,
+                        max_attempts=max_attempts,
+                        on_chunk_failure=on_chunk_failure,
+                        preview=preview,
+                        after=[ident.strip() for ident in (after or "").split(",") if ident.strip()],
+                        frame_match=frame_match,
+                    ),
                 )
         except ClientError as exc:
             raise _fail(exc) from exc
@@ -479,6 +518,8 @@ __import__("farm.cli.addon", fromlist=["register"]).register(app)  # `farm addon
 __import__("farm.cli.admin", fromlist=["register"]).register(app)  # `farm admin …`, `farm login`
 __import__("farm.cli.jobctl", fromlist=["register"]).register(app)  # pause/resume/retry/unblock, scheduler, api
 __import__("farm.cli.migrate", fromlist=["register"]).register(app)  # `farm migrate` (the chart's hook Job)
+__import__("farm.cli.library", fromlist=["register"]).register(app)  # `farm library …`, `farm admin report`
+__import__("farm.cli.pipeline", fromlist=["register"]).register(app)  # preset, resubmit, admin webhook (#19)
 
 
 def main() -> None:

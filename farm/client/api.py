@@ -324,7 +324,9 @@ class FarmClient:
         return SubmitResult(job, uploaded, reused, files, pack.missing)
 
     def create_job(self, spec: JobCreate) -> JobOut:
-        data = self._request("POST", "/api/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True)).json()
+        # With a preset, only what the caller set is sent: the farm fills the rest from the preset (issue 19).
+        body = spec.model_dump(mode="json", exclude_none=True, exclude_unset=spec.preset is not None)
+        data = self._request("POST", "/api/v1/jobs", json=body).json()
         return JobOut.model_validate(data)
 
     # ---- jobs -----------------------------------------------------------------------------------------------

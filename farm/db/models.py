@@ -120,6 +120,10 @@ class Job(Base):
     # Issue 15 (migration 0011_metric_totals): what /metrics reads instead of scanning the frames.
     frames_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     last_frame_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Issue 19 (migration 0013_pipeline): what the job waits for (``farm.lifecycle.dependencies``): "" nothing,
+    # "job" every chunk waits (an upstream job is unfinished, failed or canceled), "frames" each chunk waits
+    # for the same frames of its --frame-match upstream jobs.
+    wait: Mapped[str] = mapped_column(String(8), default="", server_default="", index=True)
 
 
 class Task(Base):
@@ -293,3 +297,97 @@ class MetricTotal(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[float] = mapped_column(Float, default=0.0)
     buckets: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+# ---- issue 20: the common asset library (migration 0013_library) ---------------------------------------------
+class LibraryAsset(Base):
+    """A blob a company published for others: stored once in the publisher's ``blobs/`` namespace, never copied.
+    ``visibility``: ``all`` (every company) or ``listed`` (the companies in ``library_grants``). A retracted asset
+    (``retracted_at`` set) takes no new uses; jobs that already reference it keep it."""
+
+    __tablename__ = "library_assets"
+    __table_args__ = (Index("ix_library_assets_sha", "sha256"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    licence: Mapped[str] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LibraryGrant(Base):
+    """A company that may use a ``listed`` library asset."""
+
+    __tablename__ = "library_grants"
+    asset_id: Mapped[str] = mapped_column(ForeignKey("library_assets.id"), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), primary_key=True)
+
+
+class LibraryUse(Base):
+    """One job that referenced a library asset instead of uploading it (who uses what, per month)."""
+
+    __tablename__ = "library_uses"
+    asset_id: Mapped[str] = mapped_column(ForeignKey("library_assets.id"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(40), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# ---- Issue 19: studio pipeline (migration 0013_pipeline) ------------------------------------------------------
+
+
+class JobDependency(Base):
+    """``job_id`` runs after ``depends_on`` completes (``frame_match``: each frame after the same frame of it)."""
+
+    __tablename__ = "job_dependencies"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    depends_on: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True, index=True)
+    frame_match: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Webhook(Base):
+    """A company's receiver of job events; ``secret`` signs each delivery (HMAC-SHA256)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """The outbox and the delivery log at once: one row per event and webhook, sent by the webhook sender."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), index=True)
+    company_id: Mapped[str] = mapped_column(String(40), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobPreset(Base):
+    """Named submit settings of a company (``farm preset``), applied under the flags given at submit."""
+
+    __tablename__ = "job_presets"
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -114,6 +114,7 @@ class PollReport:
     beat: float
     lease_age: float
     log: str | None = None
+    storage_errors: dict[str, int] = field(default_factory=dict)  # issue 15: the worker's failed store calls so far
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,4 @@ class AttemptFacts:
     log_tail: str = ""
     blender_seconds: float | None = None
     frames: tuple[StoredFrame, ...] = field(default_factory=tuple)
+    storage_errors: dict[str, int] = field(default_factory=dict)  # issue 15: the worker's failed store calls so far

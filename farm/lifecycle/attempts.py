@@ -20,7 +20,7 @@ from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
 from farm.domain.frames import format_frames
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
-from farm.lifecycle import blocklist, tallies
+from farm.lifecycle import blocklist, notify, tallies
 from farm.lifecycle.outcomes import Verdict, decide
 from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
 from farm.metering import ledger
@@ -106,6 +106,7 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
     job = s.get(Job, task.job_id)
     seconds: dict[str, list[float]] = {}  # render times by device, for the totals /metrics reads (issue 15)
     first_time = 0
+    had_frames = job is None or job.last_frame_at is not None  # issue 19: the first_frame event, once per job
     for ev in events:
         if ev.task_id != task.id or ev.attempt != attempt or ev.frame not in wanted:
             log.error(
@@ -145,6 +146,8 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
             job.frames_bytes = int(job.frames_bytes or 0) + int(ev.size or 0) - old_size
             job.last_frame_at = now
     if job is not None and recorded:
+        if not had_frames:
+            notify.emit(s, job, "first_frame", now)
         tallies.observe(s, tallies.FRAMES_RENDERED, job.company_id, [1.0] * first_time)
         for device, values in seconds.items():
             tallies.observe(s, tallies.FRAME_RENDER_SECONDS, job.company_id, values, label=device)

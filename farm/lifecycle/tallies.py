@@ -10,7 +10,9 @@ Series:
 * ``frame_render_seconds`` (company, device): one observation per frame rendered, retries included;
 * ``queue_wait_seconds`` (company): per chunk, from becoming runnable (queued or soft-failed) to its dispatch;
 * ``resource_seconds`` (company, resource ``cpu``/``gpu``): the ledger's resource-seconds, added as rows are
-  appended (``farm.metering.ledger``).
+  appended (``farm.metering.ledger``);
+* ``storage_errors`` (process ``scheduler``/``workers`` in the company column, operation): failed store calls
+  of the processes that serve no ``/metrics`` themselves (``scheduler.store_errors``).
 
 Histogram rows keep cumulative counts per upper bound (``BOUNDS``); a series whose bounds change starts over.
 """
@@ -29,6 +31,7 @@ FRAMES_RENDERED = "frames_rendered"
 FRAME_RENDER_SECONDS = "frame_render_seconds"
 QUEUE_WAIT_SECONDS = "queue_wait_seconds"
 RESOURCE_SECONDS = "resource_seconds"
+STORAGE_ERRORS = "storage_errors"
 
 FRAME_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 QUEUE_WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
@@ -37,6 +40,7 @@ BOUNDS: dict[str, tuple[float, ...]] = {
     FRAME_RENDER_SECONDS: FRAME_SECONDS_BUCKETS,
     QUEUE_WAIT_SECONDS: QUEUE_WAIT_BUCKETS,
     RESOURCE_SECONDS: (),
+    STORAGE_ERRORS: (),
 }
 
 

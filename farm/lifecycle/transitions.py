@@ -24,7 +24,7 @@ from farm.domain.states import (
     check_job,
     check_task,
 )
-from farm.lifecycle import tallies
+from farm.lifecycle import notify, tallies
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def set_job_status(job: Job, new: JobStatus, now: datetime, reason: str = "") ->
     if old == new:
         return
     check_job(job.id, old, new)
+    first_start = new is JobStatus.ACTIVE and job.started_at is None
     job.status = new
     job.status_reason = reason
     if new is JobStatus.ACTIVE and job.started_at is None:
@@ -44,6 +45,19 @@ def set_job_status(job: Job, new: JobStatus, now: datetime, reason: str = "") ->
     elif new in (JobStatus.QUEUED, JobStatus.REQUEUEING):
         job.finished_at = None
     log.info("job %s: %s -> %s%s", job.id, old.value, new.value, f" ({reason})" if reason else "")
+    # Issue 19: the webhooks' events, queued in this transaction (farm.lifecycle.notify).
+    event = (
+        new.value
+        if new in JOB_TERMINAL
+        else "started"
+        if first_start
+        else "queued"
+        if old is JobStatus.REQUEUEING and new is JobStatus.QUEUED
+        else ""
+    )
+    session = object_session(job)
+    if event and session is not None:
+        notify.emit(session, job, event, now)
 
 
 #: Which counter of its job a task in each status is counted in.

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from farm.contract import JobSettings
 from farm.db.engine import Database
 from farm.db.models import Frame, Job
+from farm.media import on_this_node
 from storage.base import ObjectStore, output_key
 from storage.factory import StoreConfig, make_store
 
@@ -139,7 +140,9 @@ class PreviewMaker:
             # No CPU asked: render slots hold every core, and ffmpeg on a few frames is brief.
             self._remote = ray.remote(num_cpus=0, max_retries=1)(_preview_task)
         self._reap()
-        self.pending.append(self._remote.remote(self.store, company_id, job_id, keys, self.fps))
+        # On this (the scheduler's) node: the task carries the store's keys (farm.media.on_this_node).
+        task = self._remote.options(**on_this_node())
+        self.pending.append(task.remote(self.store, company_id, job_id, keys, self.fps))
 
     def _reap(self) -> None:
         import ray

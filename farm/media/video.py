@@ -37,6 +37,8 @@ from farm.clock import Clock
 from farm.contract import JobSettings, OutputFormat, check_relative_path
 from farm.db.engine import Database
 from farm.db.models import Frame, Job
+from farm.domain.inputs import input_owner
+from farm.media import on_this_node
 from farm.media.video_ffmpeg import UnsupportedVideo, VideoSettings, encode_command, frame_rate
 from farm.services import products
 from farm.services.products import ProductFacts
@@ -136,7 +138,8 @@ def make_video(store: ObjectStore, job: VideoJob) -> ProductFacts:
         project = tmp / "project"
         blend = project / check_relative_path(job.blend_file)
         blend.parent.mkdir(parents=True, exist_ok=True)
-        store.get_file(blob_key(job.company_id, str(job.manifest[job.blend_file]["sha256"])), blend)
+        entry = job.manifest[job.blend_file]
+        store.get_file(blob_key(input_owner(job.company_id, entry), str(entry["sha256"])), blend)  # issue 20
         scene = read_scene(blend, tmp / "scene.json")
         if not scene.get("video"):
             return facts(video=False)
@@ -170,7 +173,7 @@ def _encode(
             dest = project / check_relative_path(path)
             if dest != blend:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                store.get_file(blob_key(job.company_id, str(entry["sha256"])), dest)
+                store.get_file(blob_key(input_owner(job.company_id, entry), str(entry["sha256"])), dest)
         audio = tmp / "sound.wav"
         end = numbers[0] + len(numbers) * step - 1
         mixed = read_scene(blend, tmp / "mixdown.json", audio, numbers[0], end)
@@ -252,7 +255,8 @@ class VideoMaker:
         if self._remote is None:
             # No CPU asked: render slots hold every core; the CPU-seconds are metered to the company instead.
             self._remote = ray.remote(num_cpus=0, max_retries=1)(_video_task)
-        self.pending[self._remote.remote(self.store, work)] = job_id
+        # On this (the scheduler's) node: the task carries the store's keys (farm.media.on_this_node).
+        self.pending[self._remote.options(**on_this_node()).remote(self.store, work)] = job_id
 
     def collect(self) -> None:
         """Record the facts of finished encodes; on the first call, restart encodes a previous scheduler left.

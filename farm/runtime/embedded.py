@@ -19,17 +19,20 @@ from farm.db.engine import Database
 from farm.lifecycle import attempts
 from farm.media.preview import PreviewMaker
 from farm.media.video import VideoMaker
+from farm.metering.operator_report import CapacitySampler
 from farm.metering.storage_usage import StorageSampler
 from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap, offer_to_cli
 from farm.runtime.scheduler import dispatch_config
 from farm.runtime.serving import GracefulServer, configure_logging, uvicorn_config
+from farm.services.webhooks import WebhookSender
 from farm.settings import ServerSettings
 from scheduler import heartbeat, leader, ray_runtime
 from scheduler.dispatcher import Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.nodes import NodeView
 from scheduler.pool import WorkerPool
+from scheduler.store_errors import StoreErrors
 from storage.base import ObjectStore
 from storage.factory import make_store, store_config, worker_store_config
 from storage.grants import issuer_for, secrets_withheld
@@ -140,7 +143,13 @@ class EmbeddedFarm:
         self.dispatcher.periodic.append(
             StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
         )
+        self.dispatcher.periodic.append(CapacitySampler(self.db, self.clock))  # issue 20: the operator's capacity
         self.dispatcher.periodic.append(self.meter)  # farm_scheduler_* metrics (issue 14)
+        store_errors = StoreErrors(self.db, self.clock)  # issue 15: the workers' failed store calls
+        self.dispatcher.store_errors = store_errors.worker
+        self.dispatcher.periodic.append(store_errors)
+        # Issue 19: webhooks sent from the outbox by their own thread (started by the first loop turn).
+        self.dispatcher.periodic.append(WebhookSender(self.db, self.clock, stop=self._stop))
         self.dispatcher.grants = issuer_for(
             self.store, self.settings.store_grant_base_s, self.settings.store_grant_per_frame_s
         )  # issue 15: each assignment's scoped store access (None with the local store)
@@ -148,9 +157,7 @@ class EmbeddedFarm:
 
     def _start_scheduler(self) -> None:
         assert self.dispatcher is not None
-        thread = threading.Thread(
-            target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True
-        )
+        thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -23,15 +23,19 @@ from farm.db.schema import prepare_schema
 from farm.lifecycle import attempts
 from farm.media.preview import PreviewMaker
 from farm.media.video import VideoMaker
+from farm.metering.operator_report import CapacitySampler
 from farm.metering.storage_usage import StorageSampler
 from farm.runtime.bootstrap import bootstrap
 from farm.runtime.health import Health, HealthServer
 from farm.runtime.serving import configure_logging
+from farm.services.webhooks import WebhookSender
 from farm.settings import ServerSettings
 from scheduler import demand, leader, ray_runtime
 from scheduler.dispatcher import DispatchConfig, Dispatcher
 from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool
+from scheduler.store_errors import StoreErrors
+from storage.counting import CountingStore
 from storage.factory import make_store, store_config, worker_store_config
 from storage.grants import issuer_for
 from workers.actor import WorkerConfig
@@ -84,7 +88,9 @@ class SchedulerProcess:
     def _build(self, db: Database) -> Dispatcher:
         settings = self.settings
         cfg = store_config(settings)
-        store = make_store(cfg)
+        store_errors = StoreErrors(db, self.clock)  # issue 15: the scheduler's and the workers' failed store calls
+        backend = make_store(cfg)
+        store = CountingStore(backend, store_errors.own)
 
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
             return WorkerConfig(
@@ -111,9 +117,13 @@ class SchedulerProcess:
         dispatcher.on_job_completed = media.each(PreviewMaker(db, cfg), video)
         dispatcher.periodic.append(video.collect)
         dispatcher.periodic.append(StorageSampler(db, store, self.clock, settings.storage_sample_interval_s))
+        dispatcher.periodic.append(CapacitySampler(db, self.clock))  # issue 20: the operator's capacity
         # Issue 15: each assignment's scoped store access (None with the local store).
-        dispatcher.grants = issuer_for(store, settings.store_grant_base_s, settings.store_grant_per_frame_s)
+        dispatcher.grants = issuer_for(backend, settings.store_grant_base_s, settings.store_grant_per_frame_s)
         dispatcher.periodic.append(self.meter)  # farm_scheduler_last_loop_timestamp_seconds, loop seconds
+        dispatcher.store_errors = store_errors.worker
+        dispatcher.periodic.append(store_errors)
+        dispatcher.periodic.append(WebhookSender(db, self.clock))  # issue 19: webhooks, sent by their own thread
         if autoscaler is not None:
             dispatcher.periodic.append(autoscaler)  # demand to Ray's autoscaler, idle slots released
         dispatcher.recover()

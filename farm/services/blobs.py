@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from farm.contract import BlobCommit, DirectUpload
 from farm.db.models import Blob
 from farm.errors import PayloadTooLarge, ValidationFailed
+from farm.services import library
 from farm.services.auth import Principal
 from storage.base import ObjectInfo, ObjectStore, blob_key, check_key
 
@@ -70,7 +71,11 @@ def missing(session: Session, store: ObjectStore, who: Principal, hashes: list[s
     for i in range(0, len(lost), 500):
         session.execute(delete(Blob).where(Blob.company_id == who.company_id, Blob.sha256.in_(lost[i : i + 500])))
     gone = set(lost)
-    return [h for h in wanted if h not in held or h in gone]
+    lacking = [h for h in wanted if h not in held or h in gone]
+    # Issue 20: a live library asset visible to the company is held for it (stored once, used by reference);
+    # nothing about another company's unpublished blobs is ever consulted.
+    shared = library.held_in_library(session, store, who, lacking) if lacking else set()
+    return [h for h in lacking if h not in shared]
 
 
 def _held(store: ObjectStore, row: Blob | None) -> bool:

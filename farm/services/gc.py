@@ -27,8 +27,10 @@ from farm.clock import utc
 from farm.contract import GcReport
 from farm.db.engine import Database
 from farm.db.models import Blob, BlocklistEntry, Company, Frame, Job, JobProduct, Task, TaskAttempt
+from farm.domain.inputs import input_owner
 from farm.domain.states import JOB_TERMINAL
 from farm.errors import StorageError
+from farm.services import library
 from farm.services.blobs import UPLOAD_PREFIX, upload_created
 from storage.base import ObjectInfo, ObjectStore, blob_key, check_key
 
@@ -110,14 +112,14 @@ def referenced(session: Session, cutoff: datetime) -> set[tuple[str, str]]:
     keep: set[tuple[str, str]] = set()
     for company_id, manifest in session.execute(select(Job.company_id, Job.manifest).where(live)):
         for entry in (manifest or {}).values():
-            keep.add((company_id, str(entry["sha256"])))
+            keep.add((input_owner(company_id, entry), str(entry["sha256"])))  # issue 20: a library asset's publisher
     return keep
 
 
 def plan(session: Session, store: ObjectStore, now: datetime, retention_days: float) -> GcPlan:
     """Find garbage without deleting anything."""
     cutoff = now - timedelta(days=retention_days)
-    keep = referenced(session, cutoff)
+    keep = referenced(session, cutoff) | library.live_keys(session)  # issue 20: published assets stay
     out = GcPlan()
     old_blobs = (
         select(Blob.company_id, Blob.sha256, Blob.size)

@@ -16,8 +16,9 @@ from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
 from farm.domain.frames import chunk_frames, format_frames, parse_frames
 from farm.domain.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.errors import MissingBlobs, NotFound
+from farm.lifecycle import notify
 from farm.lifecycle.actions import available
-from farm.services import products
+from farm.services import dependencies, library, presets, products
 from farm.services.auth import Principal
 from farm.services.limits import JobLimits, check_job
 
@@ -27,6 +28,7 @@ def create_job(
 ) -> Job:
     """Validate the spec against what the company holds and the farm's limits, then write the job and one task
     per chunk."""
+    spec = presets.apply(session, who, spec)  # issue 19: a named preset under the request's own settings
     frames = parse_frames(spec.frames)
     chunks = chunk_frames(frames, spec.chunk_size)
     check_job(session, who, len(spec.manifest), len(frames), len(chunks), limits or JobLimits(), now)
@@ -35,6 +37,8 @@ def create_job(
         session.scalars(select(Blob.sha256).where(Blob.company_id == who.company_id, Blob.sha256.in_(wanted)))
     )
     missing = [sha for sha in wanted if sha not in held]
+    shared = library.visible_owners(session, who, missing) if missing else {}  # issue 20: used by reference
+    missing = [sha for sha in missing if sha not in shared]
     if missing:
         raise MissingBlobs(missing)
     job = Job(
@@ -47,7 +51,7 @@ def create_job(
         frames=spec.frames,
         chunk_size=spec.chunk_size,
         blend_file=spec.blend_file,
-        manifest={path: entry.model_dump() for path, entry in spec.manifest.items()},
+        manifest=_manifest(spec, shared, who.company_id),
         settings=JobSettings(
             output_format=spec.output_format,
             output_pattern=spec.output_pattern,
@@ -80,7 +84,17 @@ def create_job(
         varying=("id", "index", "frames"),
         rows=((f"task-{stem}-{i}", i, bulk.json_int_list(chunk)) for i, chunk in enumerate(chunks)),
     )
+    dependencies.link(session, who, job, spec.after, spec.frame_match)  # issue 19: --after, --frame-match
+    notify.emit(session, job, "queued", now)  # issue 19: webhooks
+    library.record_uses(session, job, shared, now)  # issue 20: who uses what
     return job
+
+
+def _manifest(spec: JobCreate, shared: dict[str, str], company_id: str) -> dict[str, dict[str, object]]:
+    """The manifest as stored: library assets' entries name their publisher (``farm.domain.inputs``)."""
+    manifest: dict[str, dict[str, object]] = {path: entry.model_dump() for path, entry in spec.manifest.items()}
+    library.annotate(manifest, shared, company_id)
+    return manifest
 
 
 def get_job(session: Session, who: Principal, job_id: str, lock: bool = False) -> Job:
@@ -126,8 +140,10 @@ def jobs_out(session: Session, jobs: list[Job]) -> list[JobOut]:
     }
     made = products.products_out(session, [job.id for job in jobs])  # issue 13: the video a scene asks for
     outs = [_job_out(job, names) for job in jobs]
+    ups = dependencies.upstream_of(session, [job.id for job in jobs])  # issue 19
     for out in outs:
         out.product = made.get(out.id)
+        out.after, out.frame_match = ups.get(out.id, ([], False))
     return outs
 
 

@@ -81,9 +81,13 @@ def test_plan_takes_every_process_from_the_rendered_manifests(plan: dict[str, An
     assert len([n for n in names if n.startswith("ray-cpu-")]) == 2
     apis = [p for p in plan["pods"] if p["name"].startswith("farm-render-farm-api-")]
     assert [p["main"]["argv"][-1] for p in apis] == ["8321", "18321"]
-    (scheduler,) = [p for p in plan["pods"] if p["name"].startswith("farm-render-farm-scheduler-")]
-    assert scheduler["main"]["argv"][:2] == ["farm", "scheduler"]
-    assert [s["name"] for s in scheduler["sidecars"]] == ["raylet"]
+    # Two scheduler replicas (one leads, one stands by: issue 14), each with its raylet sidecar.
+    schedulers = [p for p in plan["pods"] if p["name"].startswith("farm-render-farm-scheduler-")]
+    assert len(schedulers) == 2
+    for scheduler in schedulers:
+        assert scheduler["main"]["argv"][:2] == ["farm", "scheduler"]
+        assert [s["name"] for s in scheduler["sidecars"]] == ["raylet"]
+    scheduler = schedulers[0]
     # Secrets are the rendered Secret's values, not placeholders.
     secret = plan["secrets"]["farm-render-farm-credentials"]
     assert scheduler["main"]["env"]["FARM_DATABASE_URL"] == secret["database-url"]

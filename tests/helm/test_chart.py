@@ -51,6 +51,7 @@ CORE_KINDS = {
     "PersistentVolumeClaim",
     "ServiceAccount",
     "Job",
+    "NetworkPolicy",  # issue 15
 }
 CUSTOM_KINDS = {"RayCluster", "ServiceMonitor", "PrometheusRule"}
 
@@ -509,6 +510,7 @@ def test_generated_secret(default_docs: list[Doc]) -> None:
         "database-url",
         "s3-access-key",
         "s3-secret-key",
+        "ray-auth-token",  # issue 15: Ray token authentication
     }
     assert len(data["secret-key"]) == 64 and data["secret-key"].isalnum()
     assert len(data["metrics-token"]) == 48 and data["metrics-token"].isalnum()

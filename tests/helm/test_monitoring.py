@@ -46,6 +46,7 @@ METRICS = {
     "farm_scheduler_leader": "gauge",
     "farm_slots_in_use": "gauge",
     "farm_resources_in_use": "gauge",
+    "farm_cluster_storage_errors_total": "counter",
 }
 ALERTS = {
     "FarmJobNoProgress",

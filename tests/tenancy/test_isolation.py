@@ -52,6 +52,15 @@ def scene(farm, sample_blend):
         a_company = s.scalar(select(Company).where(Company.name == a_name))
         blob = s.scalar(select(Blob.sha256).where(Blob.company_id == a_company.id))
         a_company_id = a_company.id
+    # Issue 20: A publishes its blob to a third company only; for B it must not exist.
+    with AdminClient(farm.url, farm.admin_token) as admin:
+        admin.create_company(CompanyCreate(name=f"charlie-{suffix}"))
+    shared = {"sha256": blob, "name": "alpha", "filename": "a.blend", "licence": "A's", "to": [f"charlie-{suffix}"]}
+    published = httpx.post(
+        f"{farm.url}/api/v1/library", json=shared, headers={"Authorization": f"Bearer {a_token.token}"}
+    )
+    assert published.status_code == 201, published.text
+    asset_id = published.json()["id"]
     return {
         "a_name": a_name,
         "b_name": b_name,
@@ -63,6 +72,7 @@ def scene(farm, sample_blend):
         "task_ids": [t.id for t in tasks],
         "frame": frame,
         "blob": blob,
+        "asset_id": asset_id,
     }
 
 
@@ -77,6 +87,7 @@ def secrets_of_a(scene) -> list[str]:
         scene["a_artist"].id,
         scene["frame"].sha256,
         *scene["task_ids"],
+        scene["asset_id"],
     ]
 
 
@@ -89,6 +100,7 @@ def path_values(scene) -> dict[str, str]:
         "name": scene["a_name"],
         "company": scene["a_name"],
         "token_id": scene["a_token"].id,
+        "asset_id": scene["asset_id"],
     }
 
 

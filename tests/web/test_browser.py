@@ -75,11 +75,13 @@ def progress_of(page) -> float:
 def test_monitor_in_a_real_browser(farm, sample_blend, browser):
     # A long blocker keeps the one render slot busy, so the watched job is still queued when its page opens.
     with FarmClient(farm.url, farm.admin_token) as client:
-        blocker = client.submit(sample_blend, "1-3000", name="blocker", chunk_size=500, resolution="32x32",
-                                samples=1).job
+        blocker = client.submit(
+            sample_blend, "1-3000", name="blocker", chunk_size=500, resolution="32x32", samples=1
+        ).job
         # Big enough (a few tenths of a second a frame) that the page sees progress between 0 and 1.
-        watched = client.submit(sample_blend, "1-12", name="watched", chunk_size=2, resolution="128x96",
-                                samples=24, priority=10).job
+        watched = client.submit(
+            sample_blend, "1-12", name="watched", chunk_size=2, resolution="128x96", samples=24, priority=10
+        ).job
 
     context, page = login(browser, farm, farm.admin_token)
     # The monitor works under its Content-Security-Policy (no inline script, no eval): nothing is blocked.
@@ -143,6 +145,14 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
     assert page.get_by_role("cell", name="slot-0", exact=False).count() >= 1
+    # Idle slots carry the scheduler's heartbeat (every ~5 s), not the age of their last chunk; the page is live.
+    import re
+    import time
+
+    time.sleep(6)  # longer than a heartbeat: a page that never refreshed would now show an older beat
+    beats = page.locator("#workers-table td.beat").all_inner_texts()
+    ages = [int(m.group(1)) for text in beats if (m := re.match(r"(\d+)\s?s ago", text))]
+    assert ages and max(ages) < 10, beats
     shoot(page, "workers")
     page.goto(f"{farm.url}/usage")
     assert page.locator("figure.chart svg").is_visible()
@@ -154,8 +164,7 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
         other = ensure_company(s, "studio-b", datetime.now(UTC))
         other_token, _ = create_token(s, other, Role.ARTIST, datetime.now(UTC), name="browser test")
     with FarmClient(farm.url, other_token) as client:
-        theirs = client.submit(sample_blend, "1", name="b-shot", chunk_size=1, resolution="32x32",
-                               samples=1).job
+        theirs = client.submit(sample_blend, "1", name="b-shot", chunk_size=1, resolution="32x32", samples=1).job
     other_context, other_page = login(browser, farm, other_token)
     assert other_page.locator(f"tr[data-job='{theirs.id}']").count() == 1
     assert other_page.locator(f"tr[data-job='{watched.id}']").count() == 0

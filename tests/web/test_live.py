@@ -23,10 +23,10 @@ from web.monitor import routes, views
 
 
 def read_stream(
-    mon: Monitor, topics: list[str], act: Callable[[], None] | None = None, seconds: float = 3.5
+    mon: Monitor, topics: list[str], act: Callable[[], None] | None = None
 ) -> tuple[list[dict[str, Any]], list[str], float]:
-    """Every ``m`` update of ``/events`` watching ``topics`` for ``seconds`` (the stream's time limit, lowered for
-    the test), the names of all events, and when ``act`` ran (it runs once the first update has arrived)."""
+    """Every ``m`` update of ``/events`` watching ``topics`` until the stream's time limit (lowered for the tests:
+    ``short_streams``), the names of all events, and when ``act`` ran (once the first update has arrived)."""
     updates: list[dict[str, Any]] = []
     names: list[str] = []
     acted = 0.0
@@ -385,3 +385,41 @@ def test_hostile_input_to_the_new_routes_gets_no_5xx(mon: Monitor, monkeypatch: 
                 if r.status_code >= 500:
                     failures.append(f"{method} {path} {extra} -> {r.status_code}")
     assert not failures, failures
+
+
+def test_the_stream_speaks_the_pages_language(mon: Monitor, short_streams: None) -> None:
+    job = mon.add_job()
+    mon.login(mon.admin)
+    assert 'data-locale="zh"' in mon.http.get(f"/jobs/{job}", headers={"Accept-Language": "zh-CN"}).text
+    url = "/events?" + urlencode([("watch", f"job:{job}"), ("lang", "zh")])
+    with mon.http.stream("GET", url) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and '"kind":"job"' in line:
+                assert json.loads(line.removeprefix("data: "))["data"]["status_label"] == "排队中"
+                break
+    r = mon.http.get("/events?" + urlencode([("watch", f"job:{job}"), ("lang", "xx")]))  # unknown: the viewer's
+    assert '"status_label":"Queued"' in r.text
+
+
+def test_the_usage_page_is_live_and_refused_to_artists(mon: Monitor, short_streams: None) -> None:
+    job = mon.add_job(company="acme", frames=2)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    mon.login(mon.admin)
+    assert f'data-watch="usage:{month}"' in mon.http.get("/usage").text
+
+    def metered() -> None:
+        from farm.metering import ledger
+
+        now = datetime.now(UTC)
+        with mon.db.session() as s:
+            co = s.get(Job, job).company_id
+            ledger.record(s, ledger.Usage(co, job, None, 1, "n", "gpu", 1.0, now, now, 7200.0, "completed"))
+
+    updates, _, acted = read_stream(mon, [f"usage:{month}"], metered)
+    assert "2.00" not in updates[0]["data"]["html"]
+    later = next(u for u in updates[1:] if "2.00" in u["data"]["html"])
+    assert later["at"] - acted < 1.0
+    mon.login(mon.company_token("acme"))  # an artist: no usage
+    updates, _, _ = read_stream(mon, [f"usage:{month}"])
+    assert [u["kind"] for u in updates] == ["gone"]
+    assert 400 <= mon.http.get("/events?watch=usage:2026-13").status_code < 500

@@ -1,7 +1,8 @@
-"""What the monitor's event streams watch: one job, one page of the jobs list, or the Workers page.
+"""What the monitor's event streams watch: one job, one page of the jobs list, the Workers page, a month's usage.
 
 A browser opens ONE stream for all of its monitor tabs (``static/monitor-worker.js``, a SharedWorker, multiplexes
-it): ``GET /events?watch=job:ID&watch=list:status=active&watch=workers`` names every topic the open tabs show.
+it): ``GET /events?watch=job:ID&watch=list:status=active&watch=workers&watch=usage:2026-05`` names every topic the
+open tabs show (``lang`` names the pages' language).
 Each watch remembers what it last sent and ``poll()`` returns only what changed, as ``(kind, data)`` pairs; a
 fresh stream starts with the whole state. Nothing here ends a stream when a job finishes: a finished job can be
 retried from the CLI and its page must follow.
@@ -9,6 +10,8 @@ retried from the CLI and its page must follow.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from farm.domain.states import JobStatus
-from farm.errors import NotFound, ValidationFailed
+from farm.errors import FarmError, NotFound, ValidationFailed
 from web.deps import AppContext
 from web.monitor import actions, views
 
@@ -29,6 +32,7 @@ MAX_TOPICS = 64
 PREVIEW_GRACE_S = 20.0
 
 Update = tuple[str, Any]
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 @dataclass
@@ -204,22 +208,37 @@ class ListWatch:
 
 
 @dataclass
-class WorkersWatch:
-    """The Workers page: ``workers`` with the page's table whenever anything in it changed."""
+class HtmlWatch:
+    """A page part the server renders whole (the Workers table, a month's usage): its HTML whenever it changed,
+    as ``kind``."""
 
-    table: Callable[[], str]
+    topic: str
+    kind: str
+    render_part: Callable[[], str]
     sent: str = ""
-    topic: str = "workers"
 
     def poll(self) -> list[Update]:
-        html = self.table()
+        try:
+            html = self.render_part()
+        except FarmError as exc:  # e.g. an artist asking for the usage: refused once, like a job that is gone
+            gone = f"gone:{exc.message}"
+            if self.sent == gone:
+                return []
+            self.sent = gone
+            return [("gone", {"message": exc.message})]
         if html == self.sent:
             return []
         self.sent = html
-        return [("workers", {"html": html})]
+        return [(self.kind, {"html": html, "version": version(html)})]
 
 
-Watch = JobWatch | ListWatch | WorkersWatch
+def version(html: str) -> str:
+    """A short fingerprint of a rendered part: the page carries its own, so a stream's first (whole-state) update
+    does not redraw what the page already shows."""
+    return hashlib.sha256(html.encode()).hexdigest()[:16]
+
+
+Watch = JobWatch | ListWatch | HtmlWatch
 
 
 def parse_topic(value: str) -> tuple[str, str]:
@@ -231,7 +250,11 @@ def parse_topic(value: str) -> tuple[str, str]:
         return kind, arg
     if kind == "workers" and not arg:
         return kind, ""
-    raise ValidationFailed(f"cannot watch {value[:80]!r}: topics are job:<job id>, list:<jobs list query> or workers")
+    if kind == "usage" and MONTH.match(arg):
+        return kind, arg
+    raise ValidationFailed(
+        f"cannot watch {value[:80]!r}: topics are job:<job id>, list:<jobs list query>, workers or usage:<YYYY-MM>"
+    )
 
 
 def list_query(arg: str) -> views.ListQuery:

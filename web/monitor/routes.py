@@ -35,7 +35,7 @@ from farm.services.auth import Principal, resolve_token
 from storage.base import output_key
 from web import i18n, session
 from web.deps import AppContext, Ctx
-from web.monitor import actions, views
+from web.monitor import actions, live, views
 from web.monitor.workers import WorkerView, workers_board
 from web.params import FrameNumber
 
@@ -547,7 +547,8 @@ def workers_page(request: Request, v: Seen, ctx: Ctx) -> Response:
     """Render slots: node, resources, current job and chunk, last heartbeat, blocklisted jobs; live over
     ``/events`` (topic ``workers``). Slots are shared by every company: others see that a slot is busy, not with
     whose job."""
-    return page(request, v, "workers.html", "workers", table=workers_table(request, v, ctx))
+    table = workers_table(request, v, ctx)
+    return page(request, v, "workers.html", "workers", table=table, version=live.version(table))
 
 
 def workers_table(request: Request, v: Viewer, ctx: AppContext) -> str:
@@ -571,7 +572,13 @@ def usage_page(
 ) -> Response:
     """GPU-hours, CPU-hours, storage and cost per company for a month, with a bar chart."""
     chosen = month or this_month(ctx.clock.now())
+    body = usage_body(v, ctx, chosen)
+    return page(request, v, "usage.html", "usage", month=chosen, body=body, version=live.version(body))
+
+
+def usage_body(v: Viewer, ctx: AppContext, month: str) -> str:
+    """The usage page's chart and table for ``month``, as the page renders it and the stream sends it."""
     with ctx.db.session() as s:
-        rows = views.usage(s, v.who, chosen)
+        rows = views.usage(s, v.who, month)
     top = max([max(r.gpu_hours, r.cpu_hours) for r in rows] + [0.0])
-    return page(request, v, "usage.html", "usage", rows=rows, month=chosen, top=top or 1.0)
+    return TEMPLATES.get_template("_usage.html").render(t=v.t, rows=rows, month=month, top=top or 1.0)

@@ -11,15 +11,29 @@ reconnects and gets the whole state again), server shutdown, or with ``event: en
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from farm.errors import ValidationFailed
+from web import i18n
 from web.deps import AppContext, Ctx
 from web.monitor import actions, live, views
-from web.monitor.routes import TEMPLATES, PageRoute, Seen, Viewer, event_response, row_json, sse, stream, workers_table
+from web.monitor.routes import (
+    TEMPLATES,
+    PageRoute,
+    Seen,
+    Viewer,
+    event_response,
+    row_json,
+    sse,
+    stream,
+    usage_body,
+    workers_table,
+)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -46,8 +60,10 @@ def make_watches(request: Request, topics: list[str], v: Viewer, ctx: AppContext
             watch = live.JobWatch(arg, v, ctx, _render, state)
         elif kind == "list":
             watch = live.ListWatch(live.list_query(arg), v, ctx, _render, state)
+        elif kind == "workers":
+            watch = live.HtmlWatch("workers", "workers", lambda: workers_table(request, v, ctx))
         else:
-            watch = live.WorkersWatch(lambda: workers_table(request, v, ctx))
+            watch = live.HtmlWatch(f"usage:{arg}", "usage", partial(usage_body, v, ctx, arg))
         if watch.topic not in seen:
             seen.add(watch.topic)
             out.append(watch)
@@ -55,8 +71,17 @@ def make_watches(request: Request, topics: list[str], v: Viewer, ctx: AppContext
 
 
 @router.get("/events")
-async def events(request: Request, v: Seen, ctx: Ctx, watch: Annotated[list[str] | None, Query()] = None) -> Response:
-    """Everything the browser's open monitor tabs show, as one stream (see the module's docstring)."""
+async def events(
+    request: Request,
+    v: Seen,
+    ctx: Ctx,
+    watch: Annotated[list[str] | None, Query()] = None,
+    lang: str = "",
+) -> Response:
+    """Everything the browser's open monitor tabs show, as one stream (see the module's docstring); texts in the
+    pages' language ``lang`` when given (else the viewer's, as for pages)."""
+    if lang in i18n.LOCALES:
+        v = replace(v, t=i18n.translator(lang))
     watches = make_watches(request, watch or [], v, ctx)
 
     def poll() -> list[str]:

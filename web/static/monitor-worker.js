@@ -6,6 +6,7 @@
 "use strict";
 
 var tabs = [];        // {port, topics, seen}
+var lang = "";        // the page language of the tab that spoke last (a language switch applies to the browser)
 var source = null;
 var current = "";
 var timer = null;
@@ -18,7 +19,9 @@ function topicsOf(list) {
 }
 
 function urlFor(topics) {
-  return "/events?" + topics.map(function (t) { return "watch=" + encodeURIComponent(t); }).join("&");
+  var query = topics.map(function (t) { return "watch=" + encodeURIComponent(t); });
+  if (lang) query.push("lang=" + encodeURIComponent(lang));
+  return "/events?" + query.join("&");
 }
 
 function forward(message) {
@@ -80,6 +83,7 @@ self.addEventListener("connect", function (ev) {
     tab.seen = Date.now();
     if (data.watch) {
       tab.topics = data.watch.slice(0, 64);
+      if (data.lang) lang = data.lang;
       later(true);
     } else if (data.bye) {
       tabs = tabs.filter(function (other) { return other !== tab; });

@@ -5,7 +5,7 @@
 "use strict";
 
 (function () {
-  var WORKER = "/static/monitor-worker.js?v=1";
+  var WORKER = "/static/monitor-worker.js?v=2";
 
   function setFields(root, state) {
     root.querySelectorAll("[data-f]").forEach(function (el) {
@@ -35,6 +35,9 @@
 
   // Calls handler(kind, data) for every update of the topics; goes to the login page when the session ends.
   function watch(topics, handler) {
+    // The page's language: the stream renders its texts in it (a worker's requests may not carry the page's
+    // Accept-Language).
+    var lang = document.body.getAttribute("data-locale") || "";
     function deliver(message) {
       if (message.type === "end") {
         if (message.data && message.data.reason === "session") toLogin();  // logged out, revoked or expired
@@ -48,19 +51,20 @@
       try {
         var port = new SharedWorker(WORKER, {name: "farm-monitor"}).port;
         port.onmessage = function (ev) { deliver(ev.data); };
-        port.postMessage({watch: topics});
+        port.postMessage({watch: topics, lang: lang});
         var ping = setInterval(function () { port.postMessage({ping: true}); }, 15000);
         window.addEventListener("pagehide", function () {
           clearInterval(ping);
           port.postMessage({bye: true});
         });
         window.addEventListener("pageshow", function (ev) {
-          if (ev.persisted) port.postMessage({watch: topics});  // back from the back/forward cache
+          if (ev.persisted) port.postMessage({watch: topics, lang: lang});  // back from the back/forward cache
         });
         return;
       } catch (e) { /* blocked (e.g. a privacy mode): fall back to a stream of this tab's own */ }
     }
-    var url = "/events?" + topics.map(function (t) { return "watch=" + encodeURIComponent(t); }).join("&");
+    var url = "/events?" + topics.map(function (t) { return "watch=" + encodeURIComponent(t); }).join("&") +
+      "&lang=" + encodeURIComponent(lang);
     var source = new EventSource(url);
     source.addEventListener("m", function (ev) { deliver(Object.assign({type: "m"}, JSON.parse(ev.data))); });
     source.addEventListener("end", function (ev) {
@@ -215,9 +219,13 @@
     });
   }
 
-  function workersPage(main, topic) {
-    watch([topic], function (kind, data) {
-      if (kind === "workers") document.getElementById("workers-table").innerHTML = data.html;
+  // A part the server renders whole: redrawn only when its fingerprint changed (not by a stream's first update).
+  function wholePart(topic, kind, id) {
+    var box = document.getElementById(id);
+    watch([topic], function (got, data) {
+      if (got !== kind || box.getAttribute("data-version") === data.version) return;
+      box.innerHTML = data.html;
+      box.setAttribute("data-version", data.version);
     });
   }
 
@@ -239,6 +247,7 @@
     if (!topic) return;
     if (topic.indexOf("job:") === 0) jobPage(main, topic);
     else if (topic.indexOf("list:") === 0) jobsPage(main, topic);
-    else if (topic === "workers") workersPage(main, topic);
+    else if (topic === "workers") wholePart(topic, "workers", "workers-table");
+    else if (topic.indexOf("usage:") === 0) wholePart(topic, "usage", "usage-body");
   });
 })();

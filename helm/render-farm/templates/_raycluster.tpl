@@ -47,6 +47,9 @@ GPU groups request and limit the GPUs, pass num-gpus to `ray start`, and mount t
             {{- include "render-farm.containerSecurityContext" (dict "ctx" $ctx "role" $role) | nindent 12 }}
           env:
             {{- include "render-farm.nodeEnv" $ctx | nindent 12 }}
+            {{- with include "render-farm.rayAuthEnv" $ctx }}
+            {{- . | nindent 12 }}
+            {{- end }}
             - name: FARM_WORKER_CACHE_DIR
               value: /var/cache/farm/assets
             {{- if $gpu }}

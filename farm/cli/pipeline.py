@@ -1,0 +1,279 @@
+"""``farm preset …``, ``farm resubmit`` and ``farm admin webhook …`` (issue 19)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from farm.cli import output as out
+from farm.client import ClientError
+from farm.client.pipeline import PipelineClient
+from farm.contract import (
+    JOB_EVENTS,
+    JobOut,
+    PresetOut,
+    PresetSave,
+    PresetSettings,
+    ResubmitRequest,
+    WebhookCreate,
+    WebhookEvent,
+)
+
+preset_app = typer.Typer(help="Named job presets of your company: save, list, show, delete.", no_args_is_help=True)
+webhook_app = typer.Typer(
+    help="Webhooks: job events POSTed to your pipeline, signed with HMAC-SHA256.", no_args_is_help=True
+)
+
+AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+Company = Annotated[str | None, typer.Option("--company", help="another company (platform admins)")]
+
+
+def _client() -> PipelineClient:
+    return PipelineClient()
+
+
+def _fail(exc: ClientError) -> typer.Exit:
+    out.error(exc.detail)
+    return typer.Exit(1)
+
+
+def _invalid(exc: ValidationError, flags: dict[str, str]) -> typer.Exit:
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        out.error(f"{flags.get(where, where)}: {message}" if where else message)
+    return typer.Exit(2)
+
+
+_PRESET_FLAGS = {
+    "chunk_size": "--chunk",
+    "priority": "--priority",
+    "output_format": "--format",
+    "resolution": "--resolution",
+    "samples": "--samples",
+    "max_attempts": "--max-attempts",
+    "name": "--name",
+    "frames": "--frames",
+    "url": "URL",
+    "events": "--event",
+}
+
+
+def _show_preset(preset: PresetOut, as_json: bool) -> None:
+    if as_json:
+        out.emit_json(preset.model_dump(mode="json", exclude_none=True))
+        return
+    values = preset.settings.model_dump(mode="json", exclude_none=True)
+    out.line(f"preset {preset.name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "(empty)"))
+
+
+@preset_app.command("save")
+def preset_save(
+    name: Annotated[str, typer.Argument(help="preset name: letters, digits, '.', '_', '-'")],
+    from_job: Annotated[str | None, typer.Option("--from", help="start from this job's settings")] = None,
+    chunk: Annotated[int | None, typer.Option("--chunk", help="frames per chunk")] = None,
+    priority: Annotated[int | None, typer.Option(help="0-100")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="scene or an output format, e.g. PNG")] = None,
+    resolution: Annotated[str | None, typer.Option(help="e.g. 1920x1080")] = None,
+    samples: Annotated[int | None, typer.Option(help="Cycles samples")] = None,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="render on GPU (or CPU) slots")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="attempts per chunk")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Save (or replace) a preset: `farm submit --preset NAME` uses it under the flags you give."""
+    try:
+        settings = PresetSettings(
+            chunk_size=chunk,
+            priority=priority,
+            output_format=(format if format is None or format.lower() == "scene" else format.upper()),  # type: ignore[arg-type]
+            resolution=resolution,
+            samples=samples,
+            gpu=gpu,
+            max_attempts=max_attempts,
+        )
+        body = PresetSave(settings=settings, from_job=from_job)
+    except ValidationError as exc:
+        raise _invalid(exc, _PRESET_FLAGS) from exc
+    with _client() as client:
+        try:
+            preset = client.save_preset(name, body)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    _show_preset(preset, as_json)
+
+
+@preset_app.command("list")
+def preset_list(as_json: AsJson = False) -> None:
+    """Your company's presets."""
+    with _client() as client:
+        try:
+            items = client.presets()
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json({"presets": [p.model_dump(mode="json", exclude_none=True) for p in items]})
+        return
+    out.table(
+        ["NAME", "SETTINGS", "UPDATED"],
+        [
+            [
+                p.name,
+                ", ".join(f"{k}={v}" for k, v in p.settings.model_dump(mode="json", exclude_none=True).items()),
+                p.updated_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for p in items
+        ],
+    )
+
+
+@preset_app.command("show")
+def preset_show(name: Annotated[str, typer.Argument(help="preset name")], as_json: AsJson = False) -> None:
+    """One preset's settings."""
+    with _client() as client:
+        try:
+            preset = client.preset(name)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    _show_preset(preset, as_json)
+
+
+@preset_app.command("delete")
+def preset_delete(name: Annotated[str, typer.Argument(help="preset name")]) -> None:
+    """Delete a preset (jobs submitted with it keep their settings)."""
+    with _client() as client:
+        try:
+            client.delete_preset(name)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"preset {name} deleted")
+
+
+def resubmit(
+    job_id: Annotated[str, typer.Argument(help="the job whose inputs to render again")],
+    frames: Annotated[str | None, typer.Option(help="frames, e.g. 1-10 (default: the job's)")] = None,
+    samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
+    resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
+    priority: Annotated[int | None, typer.Option(help="0-100")] = None,
+    chunk: Annotated[int | None, typer.Option("--chunk", help="frames per chunk")] = None,
+    name: Annotated[str | None, typer.Option(help="the new job's name (default: the old one's)")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a job again from its inputs on the farm (nothing is uploaded), with some settings changed."""
+    try:
+        change = ResubmitRequest(
+            frames=frames, samples=samples, resolution=resolution, priority=priority, chunk_size=chunk, name=name
+        )
+    except ValidationError as exc:
+        raise _invalid(exc, _PRESET_FLAGS) from exc
+    with _client() as client:
+        try:
+            job: JobOut = client.resubmit(job_id, change)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json({"job_id": job.id, "status": job.status.value, "frames": job.frames, "from": job_id})
+        return
+    out.line(f"job {job.id} {job.status.value}: {job.frames_total} frame(s) from the inputs of {job_id}")
+
+
+@webhook_app.command("add")
+def webhook_add(
+    url: Annotated[str, typer.Argument(help="http(s) URL that receives the events")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help=f"send only this event (repeatable): {', '.join(e.value for e in JOB_EVENTS)}"),
+    ] = None,
+    company: Company = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add a webhook; prints its signing secret once."""
+    try:
+        spec = WebhookCreate(url=url, events=[WebhookEvent(e) for e in event] if event else list(JOB_EVENTS))
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            raise _invalid(exc, _PRESET_FLAGS) from exc
+        out.error(f"--event: {exc}; choose from {', '.join(e.value for e in JOB_EVENTS)}")
+        raise typer.Exit(2) from exc
+    with _client() as client:
+        try:
+            hook = client.add_webhook(spec, company)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json(hook.model_dump(mode="json"))
+        return
+    out.line(f"webhook {hook.id} -> {hook.url} ({', '.join(e.value for e in hook.events)})")
+    out.plain(hook.secret)
+    out.warn("the line above is the HMAC-SHA256 secret of X-Farm-Signature; it is not shown again")
+
+
+@webhook_app.command("list")
+def webhook_list(company: Company = None, as_json: AsJson = False) -> None:
+    """Your company's webhooks."""
+    with _client() as client:
+        try:
+            hooks = client.webhooks(company)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json({"webhooks": [h.model_dump(mode="json") for h in hooks]})
+        return
+    out.table(["ID", "URL", "EVENTS"], [[h.id, h.url, ", ".join(e.value for e in h.events)] for h in hooks])
+
+
+@webhook_app.command("remove")
+def webhook_remove(webhook_id: Annotated[str, typer.Argument(help="webhook id")], company: Company = None) -> None:
+    """Remove a webhook (its pending deliveries are given up)."""
+    with _client() as client:
+        try:
+            client.remove_webhook(webhook_id, company)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"webhook {webhook_id} removed")
+
+
+@webhook_app.command("test")
+def webhook_test(webhook_id: Annotated[str, typer.Argument(help="webhook id")], company: Company = None) -> None:
+    """Send a `test` event; `farm admin webhook log` shows whether it arrived."""
+    with _client() as client:
+        try:
+            delivery = client.test_webhook(webhook_id, company)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"test event queued as delivery {delivery.id}; see `farm admin webhook log --webhook {webhook_id}`")
+
+
+@webhook_app.command("log")
+def webhook_log(
+    webhook_id: Annotated[str | None, typer.Option("--webhook", help="only this webhook's deliveries")] = None,
+    limit: Annotated[int, typer.Option(help="newest N deliveries")] = 50,
+    company: Company = None,
+    as_json: AsJson = False,
+) -> None:
+    """Deliveries, newest first: event, job, status, attempts, last answer."""
+    with _client() as client:
+        try:
+            rows = client.webhook_log(company, webhook_id, limit)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json({"deliveries": [d.model_dump(mode="json") for d in rows]})
+        return
+    out.table(
+        ["ID", "WEBHOOK", "EVENT", "JOB", "STATUS", "TRIES", "LAST"],
+        [
+            [d.id, d.webhook_id, d.event, d.job_id or "", d.status, d.attempts, d.last_error or d.last_code or ""]
+            for d in rows
+        ],
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``preset`` and ``resubmit`` to ``farm``, ``webhook`` to ``farm admin``."""
+    from farm.cli.admin import admin_app
+
+    app.add_typer(preset_app, name="preset")
+    app.command("resubmit")(resubmit)
+    admin_app.add_typer(webhook_app, name="webhook")
