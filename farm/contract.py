@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from farm.domain.order import FrameOrder
 from farm.domain.outputs import MAX_NAME, check_pattern
 from farm.domain.states import JobStatus, TaskStatus
 
@@ -130,6 +131,7 @@ class JobSettings(BaseModel):
     preview: bool = True
     on_chunk_failure: ChunkFailurePolicy = ChunkFailurePolicy.CONTINUE
     allow_missing: bool = False
+    order: FrameOrder = FrameOrder.SEQUENTIAL  # issue 19: preview-first (farm.domain.order)
 
     @classmethod
     def of(cls, stored: Mapping[str, object]) -> JobSettings:
@@ -189,6 +191,10 @@ class JobCreate(Strict):
         default=None,
         max_length=64,
         description="a preset of the company (farm preset): its settings apply where this request sets none",
+    )
+    order: FrameOrder = Field(
+        default=FrameOrder.SEQUENTIAL,
+        description="'preview': first, last, then halving the gaps, so the whole shot shows early; then the rest",
     )
 
     @field_validator("after")
@@ -292,6 +298,7 @@ class JobOut(BaseModel):
         default=None, description="the video encoded after the last frame, when the scene's output is video"
     )
     after: list[str] = Field(default_factory=list, description="jobs this one waits for (issue 19)")
+    order: FrameOrder = Field(default=FrameOrder.SEQUENTIAL, description="the order frames are rendered in")
     frame_match: bool = Field(default=False, description="frame N waits only for frame N of the jobs in 'after'")
 
 
@@ -832,6 +839,7 @@ PRESET_FIELDS = (
     "max_attempts",
     "on_chunk_failure",
     "preview",
+    "order",
 )
 
 
@@ -851,6 +859,7 @@ class PresetSettings(Strict):
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     on_chunk_failure: ChunkFailurePolicy | None = None
     preview: bool | None = None
+    order: FrameOrder | None = None
 
     @field_validator("output_pattern")
     @classmethod

@@ -43,6 +43,11 @@ class StoreErrors:
             self._add("workers", operation, total - before if total >= before else total)
         self._seen[name] = dict(counts)
 
+    def media(self, counts: dict[str, int]) -> None:
+        """The failed store calls of one preview or video task (each task starts from zero)."""
+        for operation, n in counts.items():
+            self._add("media", operation, n)
+
     def _add(self, process: str, operation: str, n: int) -> None:
         if n > 0:
             self._pending[(process, operation)] = self._pending.get((process, operation), 0) + n

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -51,6 +51,7 @@ FLAGS = {
     "on_chunk_failure": "--on-chunk-failure",
     "after": "--after",
     "frame_match": "--frame-match",
+    "order": "--order",
 }
 
 
@@ -123,11 +124,12 @@ _PARAMS = {
 }
 
 
-def _given(ctx: typer.Context, preset: str | None, **options: object) -> dict[str, object]:
+def _given(ctx: typer.Context, preset: str | None, **options: Any) -> dict[str, Any]:
     """The spec's options; with ``--preset``, only the flags given on the command line (the preset fills the rest,
     on the farm)."""
     if preset is None:
         return options
+
     def given(field: str) -> bool:
         source = ctx.get_parameter_source(_PARAMS.get(field, field))
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")  # typer may vendor click
@@ -181,6 +183,12 @@ def submit(
     preset: Annotated[
         str | None, typer.Option("--preset", help="your company's preset (farm preset); flags you give override it")
     ] = None,
+    order: Annotated[
+        str,
+        typer.Option(
+            "--order", help="'sequential', or 'preview': first, last, then halving the gaps, so the shot shows early"
+        ),
+    ] = "sequential",
     wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
@@ -233,6 +241,7 @@ def submit(
                         preview=preview,
                         after=[ident.strip() for ident in (after or "").split(",") if ident.strip()],
                         frame_match=frame_match,
+                        order=order,
                     ),
                 )
         except ClientError as exc:

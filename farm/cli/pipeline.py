@@ -87,7 +87,7 @@ def preset_save(
         settings = PresetSettings(
             chunk_size=chunk,
             priority=priority,
-            output_format=(format if format is None or format.lower() == "scene" else format.upper()),  # type: ignore[arg-type]
+            output_format=(format if format is None or format.lower() == "scene" else format.upper()),
             resolution=resolution,
             samples=samples,
             gpu=gpu,

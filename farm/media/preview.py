@@ -14,6 +14,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from farm.db.engine import Database
 from farm.db.models import Frame, Job
 from farm.media import on_this_node
 from storage.base import ObjectStore, output_key
+from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
 
 log = logging.getLogger(__name__)
@@ -104,23 +106,35 @@ def _exr_to_png(path: Path) -> None:
     path.unlink()
 
 
-def _preview_task(config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int) -> str | None:
-    """Body of the Ray task: its own store, since stores do not travel between processes."""
+def _preview_task(
+    config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int
+) -> tuple[str | None, str, dict[str, int]]:
+    """Body of the Ray task: its own store, since stores do not travel between processes. Returns the preview's
+    key (None: no ffmpeg, or nothing to show), why it failed (empty when it did not) and its failed store calls."""
     logging.basicConfig(level=logging.INFO)
+    failures = ErrorCounts()
     try:
-        return render_preview(make_store(config), company_id, job_id, frame_keys, fps)
-    except Exception:
+        key = render_preview(CountingStore(make_store(config), failures), company_id, job_id, frame_keys, fps)
+    except Exception as exc:
         log.exception("job %s: the preview failed", job_id)
-        raise
+        return None, f"{type(exc).__name__}: {exc}", failures.snapshot()
+    return key, "", failures.snapshot()
 
 
 class PreviewMaker:
     """Called by the dispatcher with the id of a job that just completed; returns at once."""
 
-    def __init__(self, db: Database, store: StoreConfig, fps: int = FPS) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: StoreConfig,
+        fps: int = FPS,
+        store_errors: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.fps = fps
+        self.store_errors = store_errors  # issue 15: where the preview tasks' failed store calls are counted
         self.pending: list[Any] = []  # ObjectRefs, kept to log failures and for tests to wait on
         self._remote: Any = None
 
@@ -152,6 +166,11 @@ class PreviewMaker:
         done, self.pending = ray.wait(self.pending, num_returns=len(self.pending), timeout=0)
         for ref in done:
             try:
-                ray.get(ref)
-            except Exception as exc:
-                log.warning("a preview failed: %s", exc)
+                _key, error, failures = ray.get(ref)
+            except Exception as exc:  # the task itself was lost
+                log.warning("a preview task was lost: %s", exc)
+                continue
+            if error:
+                log.warning("a preview failed: %s", error)
+            if failures and self.store_errors is not None:
+                self.store_errors(failures)

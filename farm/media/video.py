@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from farm.media.video_ffmpeg import UnsupportedVideo, VideoSettings, encode_comm
 from farm.services import products
 from farm.services.products import ProductFacts
 from storage.base import ObjectStore, blob_key, output_key
+from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
 
 log = logging.getLogger(__name__)
@@ -208,21 +209,30 @@ def _encode(
 def _video_task(config: StoreConfig, job: VideoJob) -> ProductFacts:
     """Body of the Ray task: its own store, since stores do not travel between processes."""
     logging.basicConfig(level=logging.INFO)
+    failures = ErrorCounts()  # its failed store calls travel back with the facts (issue 15)
     try:
-        return make_video(make_store(config), job)
+        facts = make_video(CountingStore(make_store(config), failures), job)
     except Exception as exc:  # reported on the job, never lost: the frames are there, the video is not
         log.exception("job %s: the video failed", job.job_id)
-        return ProductFacts(job_id=job.job_id, video=True, reason=f"{type(exc).__name__}: {exc}")
+        facts = ProductFacts(job_id=job.job_id, video=True, reason=f"{type(exc).__name__}: {exc}")
+    return replace(facts, storage_errors=failures.snapshot())
 
 
 class VideoMaker:
     """Dispatcher hooks: ``maker(job_id)`` when a job completes (returns at once), ``maker.collect()`` each loop
     turn to record what the encode tasks reported."""
 
-    def __init__(self, db: Database, store: StoreConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: StoreConfig,
+        clock: Clock,
+        store_errors: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.clock = clock
+        self.store_errors = store_errors  # issue 15: where the encode tasks' failed store calls are counted
         self.pending: dict[Any, str] = {}  # ObjectRef -> job id
         self._remote: Any = None
         self._recovered = False
@@ -283,6 +293,8 @@ class VideoMaker:
             job_id = self.pending[ref]
             try:
                 facts: ProductFacts = ray.get(ref)
+                if facts.storage_errors and self.store_errors is not None:
+                    self.store_errors(facts.storage_errors)
             except Exception as exc:
                 facts = ProductFacts(job_id=job_id, video=True, reason=f"the encode task was lost: {exc}")
             with self.db.session() as s:

@@ -137,15 +137,16 @@ class EmbeddedFarm:
         )
         # Assets (issue 3): a preview movie after a job's last frame, storage bytes sampled into the ledger.
         # Issue 13: a video-output scene gets the video it asks for, encoded after its last frame.
-        video = VideoMaker(self.db, cfg, self.clock)
-        self.dispatcher.on_job_completed = media.each(PreviewMaker(self.db, cfg), video)
+        store_errors = StoreErrors(self.db, self.clock)  # issue 15: workers' and media tasks' failed store calls
+        video = VideoMaker(self.db, cfg, self.clock, store_errors=store_errors.media)
+        preview = PreviewMaker(self.db, cfg, store_errors=store_errors.media)
+        self.dispatcher.on_job_completed = media.each(preview, video)
         self.dispatcher.periodic.append(video.collect)
         self.dispatcher.periodic.append(
             StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
         )
         self.dispatcher.periodic.append(CapacitySampler(self.db, self.clock))  # issue 20: the operator's capacity
         self.dispatcher.periodic.append(self.meter)  # farm_scheduler_* metrics (issue 14)
-        store_errors = StoreErrors(self.db, self.clock)  # issue 15: the workers' failed store calls
         self.dispatcher.store_errors = store_errors.worker
         self.dispatcher.periodic.append(store_errors)
         # Issue 19: webhooks sent from the outbox by their own thread (started by the first loop turn).

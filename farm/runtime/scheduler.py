@@ -113,8 +113,9 @@ class SchedulerProcess:
             FairShare(settings.fair_share_window_s, settings.starvation_s),
             nodes=tracker,
         )
-        video = VideoMaker(db, cfg, self.clock)  # issue 13: the video a video-output scene asks for
-        dispatcher.on_job_completed = media.each(PreviewMaker(db, cfg), video)
+        # Issue 13: the video a video-output scene asks for; issue 15: the media tasks' failed store calls count.
+        video = VideoMaker(db, cfg, self.clock, store_errors=store_errors.media)
+        dispatcher.on_job_completed = media.each(PreviewMaker(db, cfg, store_errors=store_errors.media), video)
         dispatcher.periodic.append(video.collect)
         dispatcher.periodic.append(StorageSampler(db, store, self.clock, settings.storage_sample_interval_s))
         dispatcher.periodic.append(CapacitySampler(db, self.clock))  # issue 20: the operator's capacity

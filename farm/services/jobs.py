@@ -14,6 +14,7 @@ from farm.db import bulk
 from farm.db.engine import take_sqlite_write_lock
 from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
 from farm.domain.frames import chunk_frames, format_frames, parse_frames
+from farm.domain.order import in_order
 from farm.domain.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.errors import MissingBlobs, NotFound
 from farm.lifecycle import notify
@@ -30,7 +31,7 @@ def create_job(
     per chunk."""
     spec = presets.apply(session, who, spec)  # issue 19: a named preset under the request's own settings
     frames = parse_frames(spec.frames)
-    chunks = chunk_frames(frames, spec.chunk_size)
+    chunks = chunk_frames(in_order(frames, spec.order), spec.chunk_size)  # issue 19: --order preview
     check_job(session, who, len(spec.manifest), len(frames), len(chunks), limits or JobLimits(), now)
     wanted = sorted({entry.sha256 for entry in spec.manifest.values()})
     held = set(
@@ -66,6 +67,7 @@ def create_job(
             preview=spec.preview,
             on_chunk_failure=spec.on_chunk_failure,
             allow_missing=spec.allow_missing,
+            order=spec.order,
         ).model_dump(mode="json"),
         frames_total=len(frames),
         created_at=now,
@@ -174,6 +176,7 @@ def _job_out(job: Job, names: dict[str, str]) -> JobOut:
         finished_at=utc(job.finished_at) if job.finished_at else None,
         warning=job.warning,
         actions=[action.value for action in available(JobStatus(job.status))],
+        order=settings.order,
     )
 
 

@@ -9,7 +9,7 @@ CPU time is appended to the usage ledger like a render attempt's (resource ``cpu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -44,6 +44,8 @@ class ProductFacts:
     cpu_seconds: float = 0.0
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    #: The encode task's failed store calls, by operation (issue 15: every process that talks to the store).
+    storage_errors: dict[str, int] = field(default_factory=dict)
 
 
 def start(session: Session, job: Job, now: datetime) -> None:

@@ -41,6 +41,7 @@ def spec_of(job: Job, change: ResubmitRequest) -> JobCreate:
         "on_chunk_failure": settings.on_chunk_failure,
         "preview": settings.preview,
         "allow_missing": settings.allow_missing,
+        "order": settings.order,
     }
     try:
         return JobCreate.model_validate(values)

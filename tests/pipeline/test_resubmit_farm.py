@@ -53,7 +53,9 @@ def test_preset_submit_then_resubmit_same_and_changed(farm, sample_blend, monkey
     shown = json.loads(run("preset", "show", "tiny", "--json"))
     assert shown["settings"] == {"samples": 1, "chunk_size": 1, "priority": 70}
     submitted = json.loads(
-        run("submit", str(sample_blend), "--preset", "tiny", "--frames", "1-2", "--chunk", "2", "--no-preview", "--json")
+        run(
+            "submit", str(sample_blend), "--preset", "tiny", "--frames", "1-2", "--chunk", "2", "--no-preview", "--json"
+        )
     )
     with FarmClient(farm.url, farm.admin_token) as client:
         first = finished(client, submitted["job_id"])
