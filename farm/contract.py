@@ -132,6 +132,7 @@ class JobSettings(BaseModel):
     on_chunk_failure: ChunkFailurePolicy = ChunkFailurePolicy.CONTINUE
     allow_missing: bool = False
     order: FrameOrder = FrameOrder.SEQUENTIAL  # issue 19: preview-first (farm.domain.order)
+    estimate_for: str | None = None  # issue 19: these frames are samples of a job of these frames (farm estimate)
 
     @classmethod
     def of(cls, stored: Mapping[str, object]) -> JobSettings:
@@ -195,6 +196,11 @@ class JobCreate(Strict):
     order: FrameOrder = Field(
         default=FrameOrder.SEQUENTIAL,
         description="'preview': first, last, then halving the gaps, so the whole shot shows early; then the rest",
+    )
+    estimate_for: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="this job renders sample frames of a job of these frames: GET /jobs/{id}/estimate extrapolates",
     )
 
     @field_validator("after")
@@ -907,3 +913,23 @@ class ResubmitRequest(Strict):
     @classmethod
     def _resolution(cls, value: str | None) -> str | None:
         return None if value is None else JobCreate._resolution(value)
+
+
+class EstimateOut(BaseModel):
+    """What a job of ``frames`` would cost, extrapolated from the sample job's metered frames (``farm estimate``)."""
+
+    job_id: str = Field(description="the sample job (metered like any render)")
+    status: JobStatus
+    frames: str = Field(description="the frames of the job estimated")
+    frames_total: int
+    sampled_frames: list[int]
+    seconds_per_frame: float = Field(description="metered slot-seconds per sampled frame (scene load included)")
+    resource: str = Field(description="cpu or gpu: what the samples were metered as")
+    resource_hours: float
+    resource_hours_low: float
+    resource_hours_high: float
+    rate: float = Field(description="the company's price per resource-hour")
+    cost: float
+    cost_low: float
+    cost_high: float
+    ready: bool = Field(description="false until the sample job completed")

@@ -201,7 +201,7 @@ def test_submit_flags_reach_the_job_settings(farm, sample_blend):
     assert settings["max_attempts"] == 2 and settings["on_chunk_failure"] == "fail-job"
     assert settings["preview"] is False and settings["allow_cpu_fallback"] is False
     bad = cli(farm, "submit", str(sample_blend), "--frames", "1", "--on-chunk-failure", "explode")
-    assert bad.exit_code == 2 and "on_chunk_failure" in bad.output
+    assert bad.exit_code == 2 and "--on-chunk-failure" in bad.output
 
 
 def test_the_log_of_a_running_chunk_is_visible_before_it_ends(farm, client, sample_blend):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from farm.contract import (
     PRESET_NAME,
+    EstimateOut,
     JobOut,
     PresetList,
     PresetOut,
@@ -19,7 +20,7 @@ from farm.contract import (
     WebhookDeliveryOut,
     WebhookList,
 )
-from farm.services import jobs, presets, resubmit, webhooks
+from farm.services import estimates, jobs, presets, resubmit, webhooks
 from farm.services.limits import JobLimits
 from web.deps import Caller, Ctx
 from web.errors import ERROR_RESPONSES
@@ -110,3 +111,11 @@ def webhook_log(
     """The delivery log, newest first: event, attempts, last HTTP status or error, delivered or not."""
     with ctx.db.session() as s:
         return WebhookDeliveryList(deliveries=webhooks.log_of(s, who, company, webhook, limit))
+
+
+@router.get("/jobs/{job_id}/estimate", response_model=EstimateOut)
+def job_estimate(job_id: str, who: Caller, ctx: Ctx) -> EstimateOut:
+    """What the job a sample job stands for would cost (``ready`` once the samples are rendered); 409 for a job
+    that is not an estimate's."""
+    with ctx.db.session() as s:
+        return estimates.estimate(s, jobs.get_job(s, who, job_id))

@@ -137,6 +137,25 @@ def _given(ctx: typer.Context, preset: str | None, **options: Any) -> dict[str, 
     return {"preset": preset, **{field: value for field, value in options.items() if given(field)}}
 
 
+def _within_budget(blend: Path, frames: str | None, max_cost: float, **options: Any) -> None:
+    """``--max-cost``: estimate the job (issue 19) and stop with exit code 1 when it costs more."""
+    from farm.cli.pipeline import show_estimate
+    from farm.client.pipeline import PipelineClient
+
+    with PipelineClient() as client:
+        try:
+            est = client.run_estimate(blend, frames, **options)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if not est.ready:
+        out.error(f"--max-cost: the sample job {est.job_id} ended {est.status.value}; nothing submitted")
+        raise typer.Exit(1)
+    out.err_console.print(show_estimate(est), highlight=False, soft_wrap=True)  # stdout stays the submit's (--json)
+    if est.cost > max_cost:
+        out.error(f"--max-cost: the estimate {est.cost:.2f} exceeds {max_cost:.2f}; nothing submitted")
+        raise typer.Exit(1)
+
+
 @app.command()
 def submit(
     ctx: typer.Context,
@@ -189,6 +208,10 @@ def submit(
             "--order", help="'sequential', or 'preview': first, last, then halving the gaps, so the shot shows early"
         ),
     ] = "sequential",
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", help="estimate first (3 metered sample frames); refuse if it costs more than this"),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow the job until it ends")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
@@ -212,6 +235,8 @@ def submit(
     except OutputNameError as exc:
         out.error(f"--output-pattern: {exc}")
         raise typer.Exit(2) from exc
+    if max_cost is not None:
+        _within_budget(blend, frames, max_cost, gpu=gpu, samples=samples, resolution=resolution)
     with _client() as client:
         try:
             with _bytes_progress("uploading", 1) as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from farm.client import ClientError
 from farm.client.pipeline import PipelineClient
 from farm.contract import (
     JOB_EVENTS,
+    EstimateOut,
     JobOut,
     PresetOut,
     PresetSave,
@@ -270,10 +272,55 @@ def webhook_log(
     )
 
 
+def show_estimate(est: EstimateOut) -> str:
+    """One line: price with its band, and the resource-hours behind it."""
+    return (
+        f"estimate for {est.frames_total} frame(s) ({est.frames}): {est.cost:.2f} "
+        f"({est.cost_low:.2f}-{est.cost_high:.2f}) = {est.resource_hours:.3f} {est.resource}-hours "
+        f"({est.resource_hours_low:.3f}-{est.resource_hours_high:.3f}) at {est.rate:.2f}/hour; "
+        f"{est.seconds_per_frame:.2f} s per frame from frames {', '.join(map(str, est.sampled_frames))} "
+        f"(sample job {est.job_id})"
+    )
+
+
+def estimate(
+    blend: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".blend file to estimate")],
+    frames: Annotated[str | None, typer.Option(help="frames of the job (default: the scene's range)")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="estimate on GPU slots")] = False,
+    samples: Annotated[int | None, typer.Option(help="override Cycles samples")] = None,
+    resolution: Annotated[str | None, typer.Option(help="override, e.g. 1920x1080")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Render 3 sample frames on a farm slot (metered) and extrapolate the job's resource-hours and price."""
+    with _client() as client:
+        try:
+            est = client.run_estimate(
+                blend,
+                frames,
+                gpu=gpu,
+                samples=samples,
+                resolution=resolution,
+                on_submitted=lambda job_id: out.err_console.print(f"rendering samples as job {job_id}"),
+            )
+        except ClientError as exc:
+            raise _fail(exc) from exc
+        except ValueError as exc:
+            out.error(str(exc))
+            raise typer.Exit(2) from exc
+    if as_json:
+        out.emit_json(est.model_dump(mode="json"))
+    elif est.ready:
+        out.line(show_estimate(est))
+    if not est.ready:
+        out.error(f"the sample job {est.job_id} ended {est.status.value}: no estimate (see farm status {est.job_id})")
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``preset`` and ``resubmit`` to ``farm``, ``webhook`` to ``farm admin``."""
     from farm.cli.admin import admin_app
 
     app.add_typer(preset_app, name="preset")
     app.command("resubmit")(resubmit)
+    app.command("estimate")(estimate)
     admin_app.add_typer(webhook_app, name="webhook")

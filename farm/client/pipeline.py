@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from farm.client.api import FarmClient
 from farm.contract import (
+    EstimateOut,
     JobOut,
     PresetList,
     PresetOut,
@@ -71,3 +75,42 @@ class PipelineClient(FarmClient):
             params["webhook"] = webhook_id
         answer = self._request("GET", "/api/v1/admin/webhooks/deliveries", params=params)
         return WebhookDeliveryList.model_validate(answer.json()).deliveries
+
+    def estimate(self, job_id: str) -> EstimateOut:
+        return EstimateOut.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/estimate").json())
+
+    def run_estimate(
+        self,
+        blend: Path,
+        frames: str | None,
+        name: str | None = None,
+        timeout_s: float = 3600.0,
+        on_submitted: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> EstimateOut:
+        """Render a few sample frames of the job ``blend`` + ``frames`` + ``options`` would be (a job of its own,
+        metered like any), wait for them, and return the estimate."""
+        from farm.client.scene_info import read_scene
+        from farm.domain.frames import format_frames, parse_frames
+        from farm.domain.order import sample_frames
+        from farm.domain.states import JOB_TERMINAL
+
+        spec = frames or read_scene(Path(blend)).frames
+        samples = format_frames(sample_frames(parse_frames(spec)))
+        job = self.submit(
+            blend,
+            samples,
+            name=f"estimate {name or Path(blend).stem}"[:200],
+            chunk_size=1,
+            priority=90,
+            preview=False,
+            estimate_for=spec,
+            **options,
+        ).job
+        if on_submitted is not None:
+            on_submitted(job.id)
+        deadline = time.monotonic() + timeout_s
+        while job.status not in JOB_TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = self.job(job.id)
+        return self.estimate(job.id)

@@ -37,3 +37,12 @@ def preview_order(frames: list[int]) -> list[int]:
 def in_order(frames: list[int], order: FrameOrder) -> list[int]:
     """The frames in the order their chunks are made and dispatched."""
     return preview_order(frames) if order is FrameOrder.PREVIEW else list(frames)
+
+
+#: How many frames ``farm estimate`` renders (first, last, middle).
+ESTIMATE_SAMPLES = 3
+
+
+def sample_frames(frames: list[int], count: int = ESTIMATE_SAMPLES) -> list[int]:
+    """The frames an estimate renders: a spread of the shot, in frame order."""
+    return sorted(preview_order(frames)[:count])

@@ -68,6 +68,7 @@ def create_job(
             on_chunk_failure=spec.on_chunk_failure,
             allow_missing=spec.allow_missing,
             order=spec.order,
+            estimate_for=spec.estimate_for,
         ).model_dump(mode="json"),
         frames_total=len(frames),
         created_at=now,

@@ -56,3 +56,18 @@ def test_resubmit_route_refuses_with_reasons(api: Api):
     reversed_ = api.post(f"/api/v1/jobs/{job['id']}/resubmit", json={"frames": "9-1"}, headers=a)
     assert reversed_.status_code == 400 and "9-1" in reversed_.json()["detail"]  # as a submit answers
     assert api.post(f"/api/v1/jobs/{job['id']}/resubmit", json={"samples": -1}, headers=a).status_code == 422
+
+
+def test_order_preview_through_the_api_and_presets(api: Api):
+    a = studio(api, "ord-a")
+    job = api.post("/api/v1/jobs", json=spec(order="preview", chunk_size=2), headers=a).json()
+    assert job["order"] == "preview"
+    tasks = api.get(f"/api/v1/jobs/{job['id']}/tasks", headers=a).json()["tasks"]
+    assert [t["frames"] for t in tasks] == ["1,4", "2-3"]  # the ends first, then the middle
+    bogus = api.post("/api/v1/jobs", json=spec(order="random"), headers=a)
+    assert bogus.status_code == 422 and "order" in bogus.json()["detail"]
+    api.put("/api/v1/presets/dailies", json={"settings": {"order": "preview"}}, headers=a)
+    made = api.post("/api/v1/jobs", json=spec(preset="dailies"), headers=a).json()
+    assert made["order"] == "preview"
+    again = api.post(f"/api/v1/jobs/{made['id']}/resubmit", json={}, headers=a).json()
+    assert again["order"] == "preview"
