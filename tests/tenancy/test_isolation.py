@@ -61,6 +61,12 @@ def scene(farm, sample_blend):
     )
     assert published.status_code == 201, published.text
     asset_id = published.json()["id"]
+    # Issue 19: A's webhook and preset; B must not see or touch them.
+    a_headers = {"Authorization": f"Bearer {a_token.token}"}
+    hook = httpx.post(f"{farm.url}/api/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/a-hook"}, headers=a_headers)
+    assert hook.status_code == 201, hook.text
+    preset = httpx.put(f"{farm.url}/api/v1/presets/{a_name}", json={"settings": {"chunk_size": 3}}, headers=a_headers)
+    assert preset.status_code in (200, 201), preset.text
     return {
         "a_name": a_name,
         "b_name": b_name,
@@ -73,6 +79,7 @@ def scene(farm, sample_blend):
         "frame": frame,
         "blob": blob,
         "asset_id": asset_id,
+        "webhook_id": hook.json()["id"],
     }
 
 
@@ -88,6 +95,7 @@ def secrets_of_a(scene) -> list[str]:
         scene["frame"].sha256,
         *scene["task_ids"],
         scene["asset_id"],
+        scene["webhook_id"],
     ]
 
 
@@ -101,6 +109,7 @@ def path_values(scene) -> dict[str, str]:
         "company": scene["a_name"],
         "token_id": scene["a_token"].id,
         "asset_id": scene["asset_id"],
+        "webhook_id": scene["webhook_id"],
     }
 
 
@@ -117,6 +126,7 @@ def body_for(method: str, template: str, scene) -> dict[str, object] | None:
         ("POST", "/api/v1/admin/companies"): {"name": f"{scene['b_name']}-new"},
         ("PATCH", "/api/v1/admin/companies/{name}"): {"max_slots": 0, "gpu_hours_budget": 0},
         ("POST", "/api/v1/admin/tokens"): {"company": scene["a_name"], "role": "company-admin"},
+        ("POST", "/api/v1/admin/webhooks"): {"url": "http://127.0.0.1:9/hook"},
     }
     return bodies.get((method, template), {} if method in ("POST", "PUT", "PATCH") else None)
 
@@ -139,8 +149,7 @@ def test_every_route_is_scoped_to_the_callers_company(farm, scene):
     leaks = secrets_of_a(scene)
     spec = httpx.get(f"{farm.url}/openapi.json").json()
     walked = []
-    with httpx.Client(base_url=farm.url, timeout=5.0,
-                      headers={"Authorization": f"Bearer {scene['b_token']}"}) as http:
+    with httpx.Client(base_url=farm.url, timeout=5.0, headers={"Authorization": f"Bearer {scene['b_token']}"}) as http:
         for template, operations in spec["paths"].items():
             for method, op in operations.items():
                 method = method.upper()
