@@ -296,7 +296,9 @@ def scenarios(
     wait_for("the third scheduler to lead", lambda: health(third).get("role") == "leader", 40)
     report["term"]["third_leads_at"] = time.time()
     report["term"]["job"] = outcome(job2)
-    report["term"]["log_tail"] = farm.tail("scheduler-b", 15)
+    # The log of the scheduler that got the SIGTERM: whichever of a and b did not lead first.
+    term_name = "scheduler-a" if standby == HEALTH_PORTS[0] else "scheduler-b"
+    report["term"]["log_tail"] = farm.tail(term_name, 15)
     save()
     db.dispose()
 
