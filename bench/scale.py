@@ -124,6 +124,7 @@ def main() -> None:
                         frames=frames,
                         chunk_size=1,
                         preview=False,
+                        output_format="PNG",  # image files asked for: the control plane, not the video product
                     )
 
                 def run(frames: int, name: str) -> float:

@@ -55,11 +55,21 @@ def queue(session: Session, hook: Webhook, event: str, body: str, job_id: str | 
     )
 
 
+#: ``Session.info`` key: each company's webhooks, read once per transaction (a pass may emit many events).
+_HOOKS = "farm.notify.hooks"
+
+
+def _hooks(session: Session, company_id: str) -> list[Webhook]:
+    known: dict[str, list[Webhook]] = session.info.setdefault(_HOOKS, {})
+    if company_id not in known:
+        with session.no_autoflush:  # reading the hooks needs none of the pass's pending writes
+            known[company_id] = list(session.scalars(select(Webhook).where(Webhook.company_id == company_id)))
+    return known[company_id]
+
+
 def emit(session: Session, job: Job, event: str, now: datetime, **extra: Any) -> int:
     """Queue ``event`` of ``job`` for each of its company's webhooks that wants it; returns how many."""
-    hooks = [
-        h for h in session.scalars(select(Webhook).where(Webhook.company_id == job.company_id)) if event in h.events
-    ]
+    hooks = [h for h in _hooks(session, job.company_id) if event in h.events]
     if not hooks:
         return 0
     body = payload(event, job.company_id, now, job, **extra)

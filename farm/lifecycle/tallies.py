@@ -44,11 +44,24 @@ BOUNDS: dict[str, tuple[float, ...]] = {
 }
 
 
+#: ``Session.info`` key: the rows of each series this session read, held for the rest of the transaction.
+_LOADED = "farm.tallies.rows"
+
+
 def _row(s: Session, series: str, company_id: str, label: str) -> MetricTotal:
-    row = s.get(MetricTotal, (series, company_id, label))
+    """The series' row for ``company_id`` and ``label``. A series' rows (one per company and label: few) are read
+    once per transaction, so a dispatch pass that records many chunks pays one query per series, not one per
+    observation (and no autoflush in between)."""
+    loaded: dict[str, dict[tuple[str, str], MetricTotal]] = s.info.setdefault(_LOADED, {})
+    rows = loaded.get(series)
+    if rows is None:
+        rows = {(r.company_id, r.label): r for r in s.scalars(select(MetricTotal).where(MetricTotal.series == series))}
+        loaded[series] = rows
+    row = rows.get((company_id, label))
     if row is None:
         row = MetricTotal(series=series, company_id=company_id, label=label, count=0, total=0.0, buckets=[])
         s.add(row)
+        rows[(company_id, label)] = row
     return row
 
 

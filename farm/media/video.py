@@ -118,6 +118,18 @@ def _describe(v: VideoSettings, rate_fps: float, audio: bool) -> str:
     return f"{v.container} {v.effective_codec} {rate_fps:g} fps{sound}"
 
 
+def _may_be_video(blend: Path) -> bool:
+    """Whether the .blend's scene may ask for video, read from the file without Blender (blender-asset-tracer's
+    reader, milliseconds); a file that reader cannot read goes to Blender, which says what it is."""
+    from farm.client.scene_info import SceneUnreadable
+    from farm.client.scene_info import read_scene as read_saved_scene
+
+    try:
+        return read_saved_scene(blend).media_type == "VIDEO"
+    except SceneUnreadable:
+        return True
+
+
 def make_video(store: ObjectStore, job: VideoJob) -> ProductFacts:
     """Encode the job's video when its scene asks for one; every failure comes back as facts with a reason."""
     started = datetime.now(UTC)
@@ -141,6 +153,8 @@ def make_video(store: ObjectStore, job: VideoJob) -> ProductFacts:
         blend.parent.mkdir(parents=True, exist_ok=True)
         entry = job.manifest[job.blend_file]
         store.get_file(blob_key(input_owner(job.company_id, entry), str(entry["sha256"])), blend)  # issue 20
+        if not _may_be_video(blend):
+            return facts(video=False)  # read without Blender: no Blender start for every job of stills
         scene = read_scene(blend, tmp / "scene.json")
         if not scene.get("video"):
             return facts(video=False)
