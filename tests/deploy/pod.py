@@ -69,9 +69,23 @@ def resolve(argv: list[str], bin_dir: str) -> list[str]:
     return [head, *argv[1:]]
 
 
+def refuse_hidden_checkout(pod: dict[str, Any], bin_dir: str) -> None:
+    """A pod's volumes (its own ``/tmp``, home, caches) are mounted over this machine's folders: a checkout or
+    virtualenv below one of them would vanish inside the pod. Say so at once instead of a pod that never starts."""
+    needed = Path(bin_dir).resolve()
+    for process in [*pod["sidecars"], pod["main"]]:
+        for mount_path in process["mounts"]:
+            if needed.is_relative_to(Path(mount_path)):
+                raise RuntimeError(
+                    f"the virtualenv {needed} lies under {mount_path}, which pod {pod['name']} mounts a volume over: "
+                    "run the rehearsal from a checkout elsewhere (e.g. /var/tmp or your home)"
+                )
+
+
 def main(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     pod, root, base = spec["pod"], Path(spec["root"]), spec["base_env"]
+    refuse_hidden_checkout(pod, spec["bin"])
     _run("hostname", pod["name"])
     mount_volumes(pod, root)
     os.chdir(base.get("HOME", "/"))
