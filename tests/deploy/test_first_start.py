@@ -99,17 +99,19 @@ def children(pid: int) -> list[int]:
 
 def test_api_workers_setting_starts_that_many_worker_processes(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    # PROMETHEUS_MULTIPROC_DIR is left unset (an empty value would make prometheus_client write its files into
+    # the working directory): the command makes its own folder in the data dir.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         FARM_API_WORKERS="2",
         FARM_SECRET_KEY="first-start-test-secret-key",
         FARM_DATA_DIR=str(tmp_path),
         FARM_BOOTSTRAP_ADMIN_TOKEN=TOKEN,
-        PROMETHEUS_MULTIPROC_DIR="",
     )
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "farm"), "api", "--port", str(port)],
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
