@@ -75,6 +75,22 @@ class Slot:
         self.idle_since = time.monotonic()
 
 
+def actor_options(resources: dict[str, float], node_id: str = "") -> dict[str, Any]:
+    """Ray options of a slot's actor: its cores and GPUs (Ray then sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it
+    assigned, which the Blender child inherits), and, for a slot of a known node, hard affinity to that node.
+    ``bench/gpu_ray_check.py`` checks on a GPU machine what a child started under these options sees."""
+    options: dict[str, Any] = {
+        "num_cpus": resources.get("cpu", 0.0),
+        "num_gpus": resources.get("gpu", 0.0),
+        "max_concurrency": 4,  # render runs in one thread; poll and cancel must get through meanwhile
+        "max_restarts": 0,
+    }
+    if node_id:
+        # Hard affinity: the slot is this node's; if the node goes, the actor dies with it.
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return options
+
+
 class WorkerPool:
     """Creates, replaces and removes worker actors."""
 
@@ -88,16 +104,7 @@ class WorkerPool:
         config = self.make_config(name, resources)
         if node:
             config = dataclasses.replace(config, node=node)
-        options: dict[str, Any] = {
-            "num_cpus": resources.get("cpu", 0.0),
-            "num_gpus": resources.get("gpu", 0.0),
-            "max_concurrency": 4,  # render runs in one thread; poll and cancel must get through meanwhile
-            "max_restarts": 0,
-        }
-        if node_id:
-            # Hard affinity: the slot is this node's; if the node goes, the actor dies with it.
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        return ray.remote(RenderWorker).options(**options).remote(config)
+        return ray.remote(RenderWorker).options(**actor_options(resources, node_id)).remote(config)
 
     def add_slot(self, name: str, resources: dict[str, float], node: str = "", node_id: str = "") -> Slot:
         """Create the actor for a new slot; one pinned to a node warms in the background (see ``poll_warm``)."""

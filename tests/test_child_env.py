@@ -78,3 +78,14 @@ def test_scripts_in_a_blend_never_run_on_the_farm(tmp_path):
     finally:
         renderer.close()
     assert not list(tmp_path.glob("marker*")), "a script inside the .blend ran"
+
+
+def test_a_cpu_slots_child_sees_no_gpu_even_where_ray_left_the_node_s_gpus_visible(tmp_path, monkeypatch):
+    # Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for an actor given no GPU: on a GPU node the CPU slot's process
+    # inherits the node's full list. Its Blender must not see the cards the GPU slots own.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "0")
+    cpu = child_environment(os.environ, tmp_path / "cpu", has_gpu=False)
+    gpu = child_environment(os.environ, tmp_path / "gpu", has_gpu=True)
+    assert (cpu["CUDA_VISIBLE_DEVICES"], cpu["HIP_VISIBLE_DEVICES"]) == ("", "")
+    assert (gpu["CUDA_VISIBLE_DEVICES"], gpu["HIP_VISIBLE_DEVICES"]) == ("0,1", "0")

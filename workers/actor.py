@@ -82,7 +82,7 @@ class RenderWorker:
         self._folders: dict[str, JobFolder] = {}
         self._reload: set[str] = set()  # jobs whose inputs were restored since Blender opened them
         # Blender gets a minimal environment of its own, never the worker's (store keys, FARM_* settings).
-        env = child_environment(os.environ, self.work / "home")
+        env = child_environment(os.environ, self.work / "home", has_gpu=config.resources.get("gpu", 0.0) > 0)
         self.renderer: Renderer = make_renderer(config.renderer, self.work, env=env)
         self._lock = threading.Lock()
         self._events: list[StoredFrame] = []

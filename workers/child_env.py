@@ -26,11 +26,18 @@ KEPT = (
 )
 
 
-def child_environment(parent: Mapping[str, str], home: Path) -> dict[str, str]:
+#: GPU selection variables emptied for a slot without a GPU. Ray (2.60) leaves them untouched for an actor given no
+#: GPU, so on a GPU node the CPU slot's Blender would otherwise see the cards the GPU slots own.
+GPU_SELECTORS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+
+
+def child_environment(parent: Mapping[str, str], home: Path, *, has_gpu: bool = True) -> dict[str, str]:
     """What the Blender child gets: the kept variables, a home and temp folder of its own (inside the slot's work
     folder, so Blender's user config and caches are not shared with other slots), and Python told not to read
-    user site-packages or environment hooks."""
+    user site-packages or environment hooks. ``has_gpu`` False (a CPU slot): no GPU is visible to the child."""
     env = {name: parent[name] for name in KEPT if name in parent}
+    if not has_gpu:
+        env.update(dict.fromkeys(GPU_SELECTORS, ""))
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     tmp = home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
