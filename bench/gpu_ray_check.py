@@ -19,12 +19,17 @@ What it does, on 127.0.0.1 only:
    PyTorch where ``--probe-python`` has it, the stand-in for Blender's Cycles). While the GPU probes hold every
    GPU, one more GPU actor must stay unplaced.
 
+5. Runs the farm's real ``Dispatcher`` over those slots (SQLite, a local store, the null renderer) with a
+   ``--gpu`` job that may not fall back to CPU and a CPU job: every chunk of the first must run on the GPU slot and
+   be metered as GPU time, every chunk of the second on the CPU slot.
+
 Prints one JSON object and exits 0 when every check holds, 1 otherwise (each check is named in ``checks``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -126,10 +131,103 @@ def ray_cli(args: list[str], env: dict[str, str]) -> None:
         raise SystemExit(f"ray {args[0]} failed with status {done.returncode}")
 
 
+def dispatch_check(pool: WorkerPool, work: Path, checks: dict[str, bool]) -> dict[str, Any]:
+    """A GPU job (no CPU fallback) and a CPU job through the real dispatcher; where each chunk ran and how it
+    was metered."""
+    import threading
+
+    from sqlalchemy import select
+
+    from farm.clock import SystemClock
+    from farm.contract import JobCreate, ManifestEntry, Role
+    from farm.db.engine import Database
+    from farm.db.models import Blob, Job, Task, TaskAttempt, UsageEntry
+    from farm.domain.states import JOB_TERMINAL
+    from farm.services import jobs
+    from farm.services.auth import Principal, ensure_company
+    from scheduler.dispatcher import DispatchConfig, Dispatcher
+    from scheduler.fairshare import FairShare
+    from storage.base import blob_key
+    from storage.local import LocalDirStore
+
+    blend = b"BLENDER-v500 null renderer input"
+    digest = hashlib.sha256(blend).hexdigest()
+    db = Database(f"sqlite:///{work / 'farm.db'}")
+    db.migrate()
+    store = LocalDirStore(work / "store")
+    clock = SystemClock()
+    with db.session() as s:
+        company = ensure_company(s, "studio", clock.now())
+        s.add(Blob(company_id=company.id, sha256=digest, size=len(blend), created_at=clock.now()))
+        who = Principal(token_id="check", company_id=company.id, company=company.name, role=Role.COMPANY_ADMIN)
+    (work / "blend.bin").write_bytes(blend)
+    store.put_file(blob_key(who.company_id, digest), work / "blend.bin")
+    manifest = {"scene.blend": ManifestEntry(sha256=digest, size=len(blend))}
+    ids: dict[str, str] = {}
+    with db.session() as s:
+        for kind, gpu in (("gpu", True), ("cpu", False)):
+            body = JobCreate(
+                name=f"{kind}-job",
+                blend_file="scene.blend",
+                manifest=manifest,
+                frames="1-6",
+                chunk_size=1,
+                gpu=gpu,
+                allow_cpu_fallback=not gpu,
+            )
+            ids[kind] = jobs.create_job(s, who, body, clock.now()).id
+    dispatcher = Dispatcher(db, pool, clock, DispatchConfig(interval_s=0.01), FairShare(600.0, 600.0))
+    stop = threading.Event()
+    thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
+    thread.start()
+    out: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.session() as s:
+                rows = {kind: s.get(Job, job_id) for kind, job_id in ids.items()}
+                if all(row is not None and row.status in JOB_TERMINAL for row in rows.values()):
+                    break
+            time.sleep(0.1)
+        with db.session() as s:
+            for kind, job_id in ids.items():
+                row = s.get(Job, job_id)
+                workers = s.scalars(
+                    select(TaskAttempt.worker).join(Task, Task.id == TaskAttempt.task_id).where(Task.job_id == job_id)
+                ).all()
+                metered = s.scalars(select(UsageEntry.resource).where(UsageEntry.job_id == job_id)).all()
+                out[kind] = {
+                    "status": None if row is None else row.status.value,
+                    "reason": None if row is None else row.status_reason,
+                    "slots": sorted(set(workers)),
+                    "attempts": len(workers),
+                    "metered": sorted(set(metered)),
+                }
+    finally:
+        stop.set()
+        dispatcher.wake.set()
+        thread.join(timeout=10)
+        db.dispose()
+    gpu_names = {slot.name for slot in pool.slots if slot.gpus > 0}
+    cpu_names = {slot.name for slot in pool.slots if slot.gpus == 0}
+    gpu, cpu = out["gpu"], out["cpu"]
+    # A GPU slot's core is metered too (the slot's resources): GPU time must be there.
+    checks["the GPU job completed, every chunk on a GPU slot, metered as GPU time"] = (
+        gpu["status"] == "completed" and set(gpu["slots"]) <= gpu_names and "gpu" in gpu["metered"]
+    )
+    checks["the CPU job completed, every chunk on the CPU slot, metered as CPU time"] = (
+        cpu["status"] == "completed" and set(cpu["slots"]) <= cpu_names and cpu["metered"] == ["cpu"]
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
     parser.add_argument("--probe-python", default=sys.executable, help="Python the probe children run")
+    parser.add_argument(
+        "--declare-gpus", type=int, default=None, help="tell Ray the render node has N GPUs (a dry run without one)"
+    )
     args = parser.parse_args()
 
     result: dict[str, Any] = {"nvidia_smi": nvidia_gpus()}
@@ -154,7 +252,8 @@ def main() -> int:
     ray_cli(
         ["start", "--head", f"--port={port}", "--num-cpus=0", "--num-gpus=0", "--include-dashboard=false", *common], env
     )
-    ray_cli(["start", f"--address=127.0.0.1:{port}", "--num-cpus=4", *common], env)
+    declared = [] if args.declare_gpus is None else [f"--num-gpus={args.declare_gpus}"]
+    ray_cli(["start", f"--address=127.0.0.1:{port}", "--num-cpus=4", *declared, *common], env)
     try:
         ray.init(address=f"127.0.0.1:{port}", namespace="render-farm", log_to_driver=False)
         result["cluster_resources"] = ray.cluster_resources()  # type: ignore[no-untyped-call]
@@ -162,6 +261,8 @@ def main() -> int:
         view = NodeView()
         nodes = [n for n in view.refresh() if n.alive]
         result["nodes"] = [{"name": n.name, "cpus": n.cpus, "gpus": n.gpus} for n in nodes]
+        if args.declare_gpus is not None:
+            detected = args.declare_gpus
         checks["the node view sees the render node's GPUs"] = sum(n.gpus for n in nodes) == detected > 0
 
         def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
@@ -191,6 +292,7 @@ def main() -> int:
         checks["each GPU slot was given its own GPU"] = sorted(str(s.info.get("gpu_ids")) for s in gpu_slots) == [
             str(i) for i in range(detected)
         ]
+        result["dispatch"] = dispatch_check(pool, work, checks)
         slot_resources = [dict(s.resources) for s in pool.slots]
         node_id = pool.slots[0].node_id if pool.slots else ""
         for slot in list(pool.slots):
