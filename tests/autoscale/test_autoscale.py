@@ -10,49 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.isolated import run_scenario, skip_unless_isolated
+
 pytestmark = [pytest.mark.ray]
 
 HERE = Path(__file__).resolve().parent
 
 
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return probe.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not _can_unshare():
-        pytest.skip("needs root and `unshare` (network and PID namespaces) for the loopback-only cluster")
+    skip_unless_isolated()
     out = tmp_path_factory.mktemp("autoscale") / "report.json"
-    script = f"ip link set lo up && exec {sys.executable} {HERE / 'autoscale_scenario.py'} {out}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FARM_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # Ray's test cluster runs `ray`
-    proc = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-    )
-    if not out.exists():
-        pytest.fail(
-            f"the scenario wrote no report (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    data: dict[str, Any] = json.loads(out.read_text())
-    if data["errors"]:
-        pytest.fail(f"scenario failed:\n{data['errors'][0]}\ntimings {data['timings']}\n{proc.stderr[-3000:]}")
-    return data
+    return run_scenario(HERE / "autoscale_scenario.py", [out], out, timeout=400, env=env)
 
 
 def test_the_cluster_starts_empty_and_the_queue_becomes_demand_per_group(report):

@@ -10,11 +10,6 @@ standby leads at once (a released lease is not waited out).
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,45 +17,20 @@ from typing import Any
 import pytest
 
 from tests.db.postgres import available as postgres_available
+from tests.isolated import run_scenario, skip_unless_isolated
 
 pytestmark = [pytest.mark.ray]
 
 HERE = Path(__file__).resolve().parent
 
 
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return probe.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not _can_unshare():
-        pytest.skip("needs root and `unshare` (network and PID namespaces) for the loopback-only cluster")
+    skip_unless_isolated()
     if not postgres_available():
         pytest.skip("PostgreSQL is not installed (pg_ctl, initdb): run scripts/system-deps.sh as root")
     out = tmp_path_factory.mktemp("failover") / "report.json"
-    script = f"ip link set lo up && exec {sys.executable} {HERE / 'failover_scenario.py'} {out}"
-    proc = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    if not out.exists():
-        pytest.fail(
-            f"the scenario wrote no report (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    data: dict[str, Any] = json.loads(out.read_text())
-    keep = HERE.parents[1] / "test-artifacts"
-    keep.mkdir(exist_ok=True)
-    shutil.copy(out, keep / "failover-report.json")  # for a human when a check below fails
-    if data["errors"]:
-        logs = "\n".join(f"--- {name}\n{text}" for name, text in data.get("logs", {}).items())
-        pytest.fail(f"scenario failed:\n{data['errors'][0]}\ntimings {data['timings']}\n{logs}")
-    return data
+    return run_scenario(HERE / "failover_scenario.py", [out], out, timeout=420, keep_as="failover-report.json")
 
 
 def check_each_chunk_rendered_once(job: dict[str, Any]) -> None:

@@ -10,16 +10,14 @@ serves every test below; a second part restores a database dump and checks ``far
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helm.conftest import NAMESPACE, ci_values, render
+from tests.isolated import run_scenario, skip_unless_isolated
 
 from .plan import build_plan
 
@@ -28,13 +26,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.blender, pytest.mark.timeout(600)]
 HERE = Path(__file__).resolve().parent
 TIMEOUT_S = 480
 FRAMES = [1, 2, 3, 4]
-
-
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return probe.returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -46,33 +37,19 @@ def plan() -> dict[str, Any]:
 def report(plan: dict[str, Any], sample_blend: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from tests.db.postgres import available
 
-    if not _can_unshare():
-        pytest.skip("needs root and `unshare` (network, PID and mount namespaces)")
+    skip_unless_isolated("network, PID and mount namespaces")
     if not available():
         pytest.skip("PostgreSQL is not installed: run scripts/system-deps.sh")
     tmp = tmp_path_factory.mktemp("rehearsal")
     (tmp / "plan.json").write_text(json.dumps(plan))
     out = tmp / "report.json"
-    script = (
-        f"ip link set lo up && exec {sys.executable} {HERE / 'rehearsal.py'} {tmp / 'plan.json'} {sample_blend} {out}"
-    )
-    proc = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    if not out.exists():
-        pytest.fail(
-            f"the rehearsal wrote no report (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    try:
+        return run_scenario(
+            HERE / "rehearsal.py", [tmp / "plan.json", sample_blend, out], out, timeout=TIMEOUT_S, log_chars=2500
         )
-    data: dict[str, Any] = json.loads(out.read_text())
-    shutil.rmtree(data["work"], ignore_errors=True)  # its tmpfs mounts went with the namespace
-    if data["errors"]:
-        logs = "\n".join(f"--- {name}\n{text[-2500:]}" for name, text in data["logs"].items())
-        submit = data.get("submit", {})
-        pytest.fail(f"rehearsal failed:\n{data['errors'][0]}\nsubmit: {submit}\ntimings {data['timings']}\n{logs}")
-    return data
+    finally:
+        if out.exists():  # its tmpfs mounts went with the namespace; the folders stay behind
+            shutil.rmtree(json.loads(out.read_text())["work"], ignore_errors=True)
 
 
 def test_plan_takes_every_process_from_the_rendered_manifests(plan: dict[str, Any]) -> None:

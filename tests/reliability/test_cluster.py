@@ -7,48 +7,23 @@ writes a JSON report; the tests below read it. One run serves all of them (about
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.isolated import run_scenario, skip_unless_isolated
 
 pytestmark = [pytest.mark.ray]
 
 HERE = Path(__file__).resolve().parent
 
 
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return probe.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not _can_unshare():
-        pytest.skip("needs root and `unshare` (network and PID namespaces) for the loopback-only cluster")
+    skip_unless_isolated()
     out = tmp_path_factory.mktemp("cluster") / "report.json"
-    script = f"ip link set lo up && exec {sys.executable} {HERE / 'cluster_scenario.py'} {out}"
-    proc = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    if not out.exists():
-        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        pytest.fail(f"the scenario wrote no report (rc {proc.returncode}):\n{tail}")
-    data: dict[str, Any] = json.loads(out.read_text())
-    if data["errors"]:
-        logs = "\n".join(f"--- {name}\n{text}" for name, text in data.get("logs", {}).items())
-        pytest.fail(f"scenario failed:\n{data['errors'][0]}\ntimings {data['timings']}\n{logs}")
-    return data
+    return run_scenario(HERE / "cluster_scenario.py", [out], out, timeout=400)
 
 
 def attempts(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
