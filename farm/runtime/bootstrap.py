@@ -100,4 +100,3 @@ def offer_to_cli(url: str, token: str, data_dir: Path) -> str:
         return f"the CLI config ({path}) already points at this farm"
     clientconfig.write_file(url, token)
     return f"the CLI config ({path}) now points at this farm ({url})"
-

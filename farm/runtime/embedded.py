@@ -13,19 +13,14 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from farm import media
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.lifecycle import attempts
-from farm.media.preview import PreviewMaker
-from farm.media.video import VideoMaker
-from farm.metering.operator_report import CapacitySampler
-from farm.metering.storage_usage import StorageSampler
+from farm.runtime import side_work
 from farm.runtime.api import wire_app
 from farm.runtime.bootstrap import bootstrap, offer_to_cli
 from farm.runtime.scheduler import dispatch_config
 from farm.runtime.serving import GracefulServer, configure_logging, uvicorn_config
-from farm.services.webhooks import WebhookSender
 from farm.settings import ServerSettings
 from scheduler import heartbeat, leader, ray_runtime
 from scheduler.dispatcher import Dispatcher
@@ -34,11 +29,10 @@ from scheduler.nodes import NodeView
 from scheduler.pool import WorkerPool
 from scheduler.store_errors import StoreErrors
 from storage.base import ObjectStore
-from storage.factory import make_store, store_config, worker_store_config
-from storage.grants import issuer_for, secrets_withheld
+from storage.factory import make_store, store_config
+from storage.grants import secrets_withheld
 from web import metrics
 from web.monitor.workers import pool_snapshot
-from workers.actor import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +104,7 @@ class EmbeddedFarm:
         with secrets_withheld():  # issue 15: Ray's workers and their Blender processes inherit no store key
             ray_runtime.start_embedded(ray_cpus, self.settings.ray_object_store_bytes, self.ray_temp)
 
-        def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
-            return WorkerConfig(
-                name=name,
-                store=worker_store_config(cfg),  # issue 15: an S3 store's keys stay here, workers get grants
-                cache_dir=str(self.settings.cache_dir),
-                cache_bytes=self.settings.worker_cache_bytes,
-                work_dir=str(self.data_dir / "work"),
-                resources=resources,
-                renderer=self.settings.renderer,
-            )
-
-        self.pool = WorkerPool(make_config)
+        self.pool = WorkerPool(side_work.worker_configs(self.settings, cfg))
         for i, resources in enumerate(layout):
             self.pool.add_slot(f"{socket.gethostname()}/slot-{i}", resources)
         started = time.monotonic()
@@ -135,25 +118,19 @@ class EmbeddedFarm:
             dispatch_config(self.settings),
             FairShare(self.settings.fair_share_window_s, self.settings.starvation_s),
         )
-        # Assets (issue 3): a preview movie after a job's last frame, storage bytes sampled into the ledger.
-        # Issue 13: a video-output scene gets the video it asks for, encoded after its last frame.
         store_errors = StoreErrors(self.db, self.clock)  # issue 15: workers' and media tasks' failed store calls
-        video = VideoMaker(self.db, cfg, self.clock, store_errors=store_errors.media)
-        preview = PreviewMaker(self.db, cfg, store_errors=store_errors.media)
-        self.dispatcher.on_job_completed = media.each(preview, video)
-        self.dispatcher.periodic.append(video.collect)
-        self.dispatcher.periodic.append(
-            StorageSampler(self.db, self.store, self.clock, self.settings.storage_sample_interval_s)
+        side_work.attach(
+            self.dispatcher,
+            self.db,
+            self.clock,
+            self.settings,
+            self.store,
+            self.store,
+            cfg,
+            store_errors,
+            self.meter,
+            self._stop,
         )
-        self.dispatcher.periodic.append(CapacitySampler(self.db, self.clock))  # issue 20: the operator's capacity
-        self.dispatcher.periodic.append(self.meter)  # farm_scheduler_* metrics (issue 14)
-        self.dispatcher.store_errors = store_errors.worker
-        self.dispatcher.periodic.append(store_errors)
-        # Issue 19: webhooks sent from the outbox by their own thread (started by the first loop turn).
-        self.dispatcher.periodic.append(WebhookSender(self.db, self.clock, stop=self._stop))
-        self.dispatcher.grants = issuer_for(
-            self.store, self.settings.store_grant_base_s, self.settings.store_grant_per_frame_s
-        )  # issue 15: each assignment's scoped store access (None with the local store)
         self.dispatcher.recover()
 
     def _start_scheduler(self) -> None:

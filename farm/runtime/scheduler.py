@@ -16,19 +16,14 @@ import signal
 import threading
 from types import FrameType
 
-from farm import media
 from farm.clock import SystemClock
 from farm.db.engine import Database
 from farm.db.schema import prepare_schema
 from farm.lifecycle import attempts
-from farm.media.preview import PreviewMaker
-from farm.media.video import VideoMaker
-from farm.metering.operator_report import CapacitySampler
-from farm.metering.storage_usage import StorageSampler
+from farm.runtime import side_work
 from farm.runtime.bootstrap import bootstrap
 from farm.runtime.health import Health, HealthServer
 from farm.runtime.serving import configure_logging
-from farm.services.webhooks import WebhookSender
 from farm.settings import ServerSettings
 from scheduler import demand, leader, ray_runtime
 from scheduler.dispatcher import DispatchConfig, Dispatcher
@@ -36,9 +31,7 @@ from scheduler.fairshare import FairShare
 from scheduler.pool import WorkerPool
 from scheduler.store_errors import StoreErrors
 from storage.counting import CountingStore
-from storage.factory import make_store, store_config, worker_store_config
-from storage.grants import issuer_for
-from workers.actor import WorkerConfig
+from storage.factory import make_store, store_config
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +70,7 @@ class SchedulerProcess:
         self.role = "leader"
         self.fenced = leader.FencedDatabase(self.db, self.elector.lease, generation)
         self.elector.keep(on_lost=lambda: self._lost(stop))
-        return self._build(self.fenced)
+        return self._build(self.fenced, stop)
 
     def _lost(self, stop: threading.Event) -> None:
         self.role = "lost"
@@ -85,25 +78,14 @@ class SchedulerProcess:
         if self.dispatcher is not None:
             self.dispatcher.wake.set()
 
-    def _build(self, db: Database) -> Dispatcher:
+    def _build(self, db: Database, stop: threading.Event) -> Dispatcher:
         settings = self.settings
         cfg = store_config(settings)
         store_errors = StoreErrors(db, self.clock)  # issue 15: the scheduler's and the workers' failed store calls
         backend = make_store(cfg)
         store = CountingStore(backend, store_errors.own)
 
-        def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
-            return WorkerConfig(
-                name=name,
-                store=worker_store_config(cfg),  # issue 15: an S3 store's keys stay here, workers get grants
-                cache_dir=str(settings.cache_dir),
-                cache_bytes=settings.worker_cache_bytes,
-                work_dir=str(settings.data_dir / "work"),
-                resources=resources,
-                renderer=settings.renderer,
-            )
-
-        self.pool = WorkerPool(make_config)
+        self.pool = WorkerPool(side_work.worker_configs(settings, cfg))
         tracker, autoscaler = demand.follow_nodes(db, self.clock, self.pool, settings)  # issue 15: autoscaling
         dispatcher = Dispatcher(
             db,
@@ -113,18 +95,7 @@ class SchedulerProcess:
             FairShare(settings.fair_share_window_s, settings.starvation_s),
             nodes=tracker,
         )
-        # Issue 13: the video a video-output scene asks for; issue 15: the media tasks' failed store calls count.
-        video = VideoMaker(db, cfg, self.clock, store_errors=store_errors.media)
-        dispatcher.on_job_completed = media.each(PreviewMaker(db, cfg, store_errors=store_errors.media), video)
-        dispatcher.periodic.append(video.collect)
-        dispatcher.periodic.append(StorageSampler(db, store, self.clock, settings.storage_sample_interval_s))
-        dispatcher.periodic.append(CapacitySampler(db, self.clock))  # issue 20: the operator's capacity
-        # Issue 15: each assignment's scoped store access (None with the local store).
-        dispatcher.grants = issuer_for(backend, settings.store_grant_base_s, settings.store_grant_per_frame_s)
-        dispatcher.periodic.append(self.meter)  # farm_scheduler_last_loop_timestamp_seconds, loop seconds
-        dispatcher.store_errors = store_errors.worker
-        dispatcher.periodic.append(store_errors)
-        dispatcher.periodic.append(WebhookSender(db, self.clock))  # issue 19: webhooks, sent by their own thread
+        side_work.attach(dispatcher, db, self.clock, settings, store, backend, cfg, store_errors, self.meter, stop)
         if autoscaler is not None:
             dispatcher.periodic.append(autoscaler)  # demand to Ray's autoscaler, idle slots released
         dispatcher.recover()
