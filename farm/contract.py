@@ -144,6 +144,10 @@ class JobSettings(BaseModel):
 MAX_AFTER = 50
 
 
+#: ``JobCreate.preset``: NAME (own, else shared) or NAME@PUBLISHER (a shared preset of that company); issue 20.
+PRESET_REF = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[A-Za-z0-9][A-Za-z0-9._-]{0,63})?"
+
+
 class JobCreate(Strict):
     """What a client submits. ``frames`` uses the spec syntax ``1-250x2,300``."""
 
@@ -190,8 +194,9 @@ class JobCreate(Strict):
     )
     preset: str | None = Field(
         default=None,
-        max_length=64,
-        description="a preset of the company (farm preset): its settings apply where this request sets none",
+        max_length=129,
+        description="a preset (farm preset): the company's own NAME first, else a shared one visible to it; "
+        "NAME@PUBLISHER names a shared preset of that company; its settings apply where this request sets none",
     )
     order: FrameOrder = Field(
         default=FrameOrder.SEQUENTIAL,
@@ -202,6 +207,16 @@ class JobCreate(Strict):
         max_length=2000,
         description="this job renders sample frames of a job of these frames: GET /jobs/{id}/estimate extrapolates",
     )
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(PRESET_REF, value):
+            raise ValueError(
+                f"{value!r} is no preset name: give NAME or NAME@PUBLISHER (letters, digits, '.', '_' or '-', "
+                "1 to 64 each, starting with a letter or digit)"
+            )
+        return value
 
     @field_validator("after")
     @classmethod
@@ -306,6 +321,10 @@ class JobOut(BaseModel):
     after: list[str] = Field(default_factory=list, description="jobs this one waits for (issue 19)")
     order: FrameOrder = Field(default=FrameOrder.SEQUENTIAL, description="the order frames are rendered in")
     frame_match: bool = Field(default=False, description="frame N waits only for frame N of the jobs in 'after'")
+    # Issue 16: who submitted it, and the status reason as a code (farm.domain.reasons) beside its English text.
+    submitted_by: str = Field(default="", description="the submitting token's user, else the token's name")
+    status_reason_code: str = Field(default="", description="code of status_reason ('' for plain text)")
+    status_reason_params: dict[str, Any] | None = Field(default=None, description="parameters of that code")
 
 
 class JobList(BaseModel):
@@ -337,6 +356,9 @@ class TaskOut(BaseModel):
     status: TaskStatus
     frames_done: int
     attempts: list[AttemptOut]
+    actions: list[str] = Field(
+        default_factory=list, description="what may be done to this chunk now: requeue, cancel (issue 16)"
+    )
 
 
 class TaskList(BaseModel):
@@ -488,6 +510,7 @@ class UsageCompany(BaseModel):
 
 class UsageReport(BaseModel):
     month: str | None
+    currency: str = Field(default="EUR", description="currency of every cost and rate here (FARM_CURRENCY)")
     rows: list[UsageRow]
     totals: list[UsageRow]
     companies: list[UsageCompany] = Field(default_factory=list)
@@ -501,6 +524,8 @@ class BlockedNode(BaseModel):
     blocked: bool
     blocked_at: datetime | None
     reason: str
+    reason_code: str = Field(default="", description="code of reason (issue 16; '' for plain text)")
+    reason_params: dict[str, Any] | None = Field(default=None, description="parameters of that code")
 
 
 class Blocklist(BaseModel):
@@ -510,6 +535,69 @@ class Blocklist(BaseModel):
 
 class UnblockRequest(Strict):
     node: str | None = Field(default=None, description="one node; every node of the job when left out")
+
+
+# ---- issue 16: one chunk, priority, bulk --------------------------------------------------------------------
+class ChunkActionOut(BaseModel):
+    """After ``POST /api/v1/jobs/{job_id}/tasks/{task_id}/requeue|cancel``: the chunk and its job as they are now."""
+
+    changed: bool = Field(description="false when the chunk was already as asked (a no-op)")
+    job: JobOut
+    task: TaskOut
+
+
+class JobUpdate(Strict):
+    """``PATCH /api/v1/jobs/{job_id}``: what may change on a job that is still to render."""
+
+    priority: StrictInt | None = Field(default=None, ge=0, le=100, description="0-100, higher first")
+
+
+class BulkAction(StrEnum):
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+    PRIORITY = "priority"
+
+
+#: The most jobs one bulk request takes.
+MAX_BULK_JOBS = 100
+
+
+class BulkRequest(Strict):
+    """``POST /api/v1/jobs/bulk``: one action on many jobs, each through its own door (permission, lock, table)."""
+
+    action: BulkAction
+    job_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=MAX_BULK_JOBS)
+    priority: StrictInt | None = Field(default=None, ge=0, le=100, description="the new priority (action 'priority')")
+    now: bool = Field(default=False, description="pause: also stop the chunks rendering now")
+
+    @model_validator(mode="after")
+    def _priority_with_its_action(self) -> BulkRequest:
+        if (self.action is BulkAction.PRIORITY) != (self.priority is not None):
+            raise ValueError("'priority' (0-100) is required with the action 'priority', and only with it")
+        return self
+
+
+class BulkOutcome(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"
+    NOT_FOUND = "not-found"
+
+
+class BulkJobResult(BaseModel):
+    job_id: str
+    outcome: BulkOutcome
+    detail: str = Field(default="", description="why it was refused or not found")
+    status: JobStatus | None = Field(default=None, description="the job's status after the action")
+
+
+class BulkResult(BaseModel):
+    action: BulkAction
+    done: int
+    refused: int
+    not_found: int
+    jobs: list[BulkJobResult] = Field(description="one per job id, in the order given (duplicates once)")
 
 
 class LogOut(BaseModel):
@@ -753,6 +841,7 @@ class LibraryReuse(BaseModel):
 
 class OperatorReport(BaseModel):
     month: str
+    currency: str = Field(default="EUR", description="currency of every cost here (FARM_CURRENCY)")
     pools: list[PoolReport]
     library: LibraryReuse
 
@@ -899,6 +988,34 @@ class PresetList(BaseModel):
     presets: list[PresetOut]
 
 
+# Issue 20 item 4: shared presets (farm.services.presets_shared).
+class PresetPublish(Strict):
+    """Publish one of the company's presets for others (a copy of its settings now)."""
+
+    description: str = Field(min_length=1, max_length=2000, description="when to use it: the scenes and purposes")
+    to: list[str] = Field(
+        default_factory=list, max_length=1000, description="company names that may use it; empty: every company"
+    )
+
+
+class SharedPresetOut(BaseModel):
+    name: str
+    ref: str = Field(description="NAME@PUBLISHER: names this shared preset in farm submit --preset")
+    publisher: str
+    by_platform: bool = Field(description="published by a platform admin: the platform's recommended practice")
+    mine: bool = Field(description="published by the caller's company")
+    description: str
+    settings: PresetSettings
+    visibility: str = Field(description="all (every company) or listed")
+    to: list[str] | None = Field(default=None, description="the companies it is listed for (publisher only)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SharedPresetList(BaseModel):
+    presets: list[SharedPresetOut]
+
+
 class ResubmitRequest(Strict):
     """A new job from a finished one's inputs (nothing uploaded again); absent fields keep the old job's."""
 
@@ -919,6 +1036,7 @@ class EstimateOut(BaseModel):
     """What a job of ``frames`` would cost, extrapolated from the sample job's metered frames (``farm estimate``)."""
 
     job_id: str = Field(description="the sample job (metered like any render)")
+    currency: str = Field(default="EUR", description="currency of rate and costs (FARM_CURRENCY)")
     status: JobStatus
     frames: str = Field(description="the frames of the job estimated")
     frames_total: int

@@ -16,21 +16,32 @@
     ├── StorageError          503  the object store failed or is unreachable
     │   └── ObjectMissing     503  the store answered, and the object is not there (lost behind the farm's back)
     └── DatabaseUnavailable   503  the database stayed locked or unreachable past its busy timeout (Retry-After)
+
+Every error carries its English ``message`` (the API's ``detail``, unchanged). An error a person may meet on a page
+also carries a ``code`` and its ``params``: the monitor shows it in the viewer's language from the message
+``error.<code>`` of ``web/templates/messages.toml``, whose English text is the same sentence (a test keeps the two
+equal). Parameters named in ``STATUS_PARAMS`` hold a job's or chunk's status and are shown as its translated name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+#: Parameters that hold a status value (``completed``): pages show the status's name in the viewer's language.
+STATUS_PARAMS = frozenset({"status", "old", "new"})
 
 
 class FarmError(Exception):
-    """Base of every error the farm raises on purpose."""
+    """Base of every error the farm raises on purpose; ``code`` and ``params`` (optional) let a page say it in the
+    viewer's language."""
 
     status_code = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str = "", params: Mapping[str, str | int] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.code = code
+        self.params: dict[str, str | int] = dict(params or {})
 
 
 class BadRequest(FarmError):
@@ -61,7 +72,11 @@ class InvalidTransition(Conflict):
     """A state change that the transition table in ``farm.domain.states`` refuses."""
 
     def __init__(self, kind: str, ident: str, old: str, new: str) -> None:
-        super().__init__(f"{kind} {ident}: cannot go from {old!r} to {new!r}")
+        super().__init__(
+            f"{kind} {ident}: cannot go from {old!r} to {new!r}",
+            code=f"invalid_transition.{kind}",
+            params={"ident": ident, "old": old, "new": new},
+        )
         self.kind, self.ident, self.old, self.new = kind, ident, old, new
 
 

@@ -113,6 +113,9 @@ class ServerSettings(BaseSettings):
     autoscale_max_cpu_slots: int = Field(default=16, ge=0, le=10_000, description="most CPU slots to ask for")
     autoscale_max_gpu_slots: int = Field(default=8, ge=0, le=10_000, description="most GPU slots; 0: no GPU group")
     cpu_slot_cores: int = Field(default=0, ge=0, le=1024, description="cores of a CPU slot; 0: all a node has left")
+    currency: str = Field(
+        default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of every rate card's prices (issue 16)"
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:

@@ -23,8 +23,9 @@ from farm.clock import Clock
 from farm.contract import JobSettings
 from farm.db.engine import Database, is_postgresql
 from farm.db.models import Job, Task, TaskAttempt
+from farm.domain import reasons
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoreGrant
-from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
+from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.lifecycle import attempts, blocklist, control
 from farm.lifecycle.transitions import set_job_status, set_task_status
 from scheduler import claims, leases, placement
@@ -56,6 +57,9 @@ class DispatchConfig:
     explain_interval_s: float = 2.0
     #: How often workers are told which ended jobs' folders to remove.
     prune_interval_s: float = 5.0
+    #: After a busy pass, how long the loop may wait for more renders to end before the next one, so a pass
+    #: applies several reports: its own cost (fair share, preload, commit) is shared by them (``_gather``).
+    gather_s: float = 0.02
 
 
 @dataclass
@@ -133,7 +137,9 @@ class Dispatcher:
             refs = self._outstanding()
             if refs and not active:
                 ray.wait(refs, num_returns=1, timeout=self.config.interval_s)
-            elif not refs and not active:
+            elif active:
+                self._gather()
+            elif not refs:
                 self.wake.wait(0.5)
                 self.wake.clear()
 
@@ -164,7 +170,8 @@ class Dispatcher:
                 if requests_due or ended:
                     self._requests_at = mono
                     happened |= self._carry_out_requests(s)
-                handed = self._dispatch(s)
+                # A job that waits for others can only start once one ended (here, or by a request).
+                handed = self._dispatch(s, refresh_waits=requests_due or ended)
         except Exception:
             log.exception("a dispatch pass failed; applying its %d report(s) one by one", self._count(reports))
             handed, completed = [], self._apply_one_by_one(reports)
@@ -181,6 +188,13 @@ class Dispatcher:
         if happened and self.on_change is not None:
             self.on_change()
         return happened
+
+    def _gather(self) -> None:
+        """Wait up to ``gather_s`` until three quarters of the chunks being rendered have ended (at once when they
+        have), so the next pass applies their reports together; one chunk alone is not waited for (latency)."""
+        rendering = [slot.render_ref for slot in self.pool.slots if slot.render_ref is not None]
+        if len(rendering) >= 2 and self.config.gather_s > 0:
+            ray.wait(rendering, num_returns=len(rendering) * 3 // 4, timeout=self.config.gather_s)
 
     def _outstanding(self) -> list[Any]:
         refs = []
@@ -233,7 +247,7 @@ class Dispatcher:
             # Stopped by the scheduler because its lease expired: a failure of the attempt, the node's.
             return replace(facts, outcome=Outcome.FAILED, reason=slot.kill_reason, exit_code=None, fault=Fault.NODE)
         if facts.outcome is Outcome.CANCELED and not facts.reason:
-            return replace(facts, reason="stopped on request (cancel, pause --now, or the job ended)")
+            return replace(facts, reason=reasons.make("stopped"))
         return facts
 
     def _apply_one_by_one(self, reports: _Reports) -> list[str]:
@@ -344,11 +358,11 @@ class Dispatcher:
         failed, reason = bool(slot.kill_reason), slot.kill_reason
         if not failed:
             if self._node_gone(slot):
-                reason = f"worker lost: node {slot.node} left the cluster ({why})"
+                reason = reasons.make("node_left", node=slot.node, why=why)
             elif died:
-                failed, reason = True, f"the worker process died while rendering this chunk ({why})"
+                failed, reason = True, reasons.make("worker_died", why=why)
             else:
-                reason = f"worker lost: {why}"
+                reason = reasons.make("worker_lost", why=why)
         if slot.task_id is not None:
             attempts.worker_lost(
                 s,
@@ -405,7 +419,29 @@ class Dispatcher:
                     happened = True
             if not holding:
                 happened |= control.settle_unheld(s, job, self.clock.now())
-        return happened
+        return self._stop_unwanted(s, busy) or happened
+
+    def _stop_unwanted(self, s: Session, busy: list[Slot]) -> bool:
+        """Issue 16: stop renders whose chunk was requeued or canceled by hand (``farm.lifecycle.control``): the
+        slot holds an attempt that is no longer its chunk's current one."""
+        waiting = {slot.task_id: slot for slot in busy if not slot.cancel_sent and slot.task_id is not None}
+        if not waiting:
+            return False
+        current = {
+            str(task_id): (TaskStatus(status), int(number))
+            for task_id, status, number in s.execute(
+                select(Task.id, Task.status, Task.attempts).where(Task.id.in_(list(waiting)))
+            )
+        }
+        stopped = False
+        for task_id, slot in waiting.items():
+            status, number = current.get(task_id, (TaskStatus.CANCELED, -1))
+            # A slot's attempt 0 names none (it was not handed out by ``_assign``): judged by the status alone.
+            if status not in TASK_IN_FLIGHT or (slot.attempt and number != slot.attempt):
+                log.info("worker %s: stopping %s attempt %d (requeued or canceled)", slot.name, task_id, slot.attempt)
+                slot.actor.cancel.remote(task_id)
+                slot.cancel_sent = stopped = True
+        return stopped
 
     # ---- leases, nodes, reasons ---------------------------------------------------------------------------
     def _check_leases(self) -> bool:
@@ -487,8 +523,9 @@ class Dispatcher:
                     job.status_reason = ""
 
     # ---- dispatch -----------------------------------------------------------------------------------------
-    def _dispatch(self, s: Session) -> list[tuple[Slot, Assignment]]:
-        """Hand runnable chunks to idle slots (fair share, placement, claims); the caller sends them."""
+    def _dispatch(self, s: Session, refresh_waits: bool = True) -> list[tuple[Slot, Assignment]]:
+        """Hand runnable chunks to idle slots (fair share, placement, claims); the caller sends them.
+        ``refresh_waits``: recompute what jobs with dependencies wait for first."""
         idle = self.pool.idle()
         if not idle:
             return []
@@ -497,7 +534,7 @@ class Dispatcher:
         handed: list[tuple[Slot, Assignment]] = []
         blocked: dict[str, set[str]] = {}
         # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
-        rows = self.fair_share.round(s, self.pool.slots, idle, now)
+        rows = self.fair_share.round(s, self.pool.slots, idle, now, refresh_waits=refresh_waits)
         for task, job in rows:
             if self.store_waits.blocked(task.id, mono):
                 continue  # waiting out a store outage

@@ -201,10 +201,19 @@ class FairShare:
             company_id, pool, _ = held
             self.window.add(company_id, pool, started, ended)
 
-    def round(self, session: Session, slots: Sequence[Slot], idle: Sequence[Slot], now: datetime) -> DispatchRound:
-        """Everything one dispatch round needs, read in the dispatcher's session."""
+    def round(
+        self,
+        session: Session,
+        slots: Sequence[Slot],
+        idle: Sequence[Slot],
+        now: datetime,
+        refresh_waits: bool = True,
+    ) -> DispatchRound:
+        """Everything one dispatch round needs, read in the dispatcher's session. ``refresh_waits``: first let jobs
+        whose upstream jobs finished stop waiting (the dispatcher skips it in passes where no job ended)."""
         per_company = len(idle) * 2 + 4
-        dependencies.refresh(session)  # issue 19: jobs whose upstream jobs finished stop waiting (one indexed read)
+        if refresh_waits:
+            dependencies.refresh(session)  # issue 19 (one indexed read)
         # Jobs first (few rows, by their counters), then each job's first runnable chunks by index: the cost does
         # not grow with the number of chunks a job has.
         jobs = list(
@@ -242,15 +251,16 @@ class FairShare:
             states[company.id] = st
         if states:
             self._account(session, states, slots, now)
-        budgeted = [cid for cid, st in states.items() if st.company.gpu_hours_budget is not None
-                    or st.company.cpu_hours_budget is not None]
+        budgeted = [
+            cid
+            for cid, st in states.items()
+            if st.company.gpu_hours_budget is not None or st.company.cpu_hours_budget is not None
+        ]
         hours = quota.month_hours(session, budgeted, quota.month_of(now))
         gpu_slots_exist = any(slot.gpus > 0 for slot in slots)
         return DispatchRound(states, now, self.starvation_s, gpu_slots_exist, hours, self._running)
 
-    def _account(
-        self, session: Session, states: dict[str, CompanyState], slots: Sequence[Slot], now: datetime
-    ) -> None:
+    def _account(self, session: Session, states: dict[str, CompanyState], slots: Sequence[Slot], now: datetime) -> None:
         """Slots held now and slot-seconds used over the window, per company and pool."""
         if not self.window.loaded:
             self.window.load(session, now)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from farm.domain import reasons
+
 
 class Lease(StrEnum):
     NEW = "new"  # a new attempt: its lease starts now
@@ -30,4 +32,4 @@ def verdict(
 
 
 def expired_reason(timeout_s: float) -> str:
-    return f"lease expired: no frame or progress for {timeout_s:g}s (FARM_TASK_TIMEOUT_S); the attempt was killed"
+    return reasons.make("lease_expired", timeout=f"{timeout_s:g}")

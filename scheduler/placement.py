@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from farm.contract import JobSettings
-from farm.lifecycle.attempts import WAITING
-from farm.lifecycle.blocklist import NO_NODE_LEFT
+from farm.domain import reasons
 
 
 class SlotLike(Protocol):
@@ -81,16 +80,13 @@ def why_waiting(ready: Sequence[SlotLike], needs: Needs, blocked: set[str], job_
     """Why no slot takes the job's chunks ("" when some slot could). A reason starting with ``NO_NODE_LEFT``
     means no node may ever take it until one is unblocked."""
     if not ready:
-        return WAITING + "no render slot is up (no worker node has joined, or all are starting)"
+        return reasons.make("no_slot")  # each of these starts with WAITING
     gpu_slots_exist = any(slot.gpus > 0 for slot in ready)
     kind = [slot for slot in ready if needs.fits(slot, gpu_slots_exist)]
     if not kind:
         if needs.gpu:
-            return WAITING + "no GPU slot is up and this job does not allow CPU fallback"
-        return WAITING + "no CPU slot is up"
+            return reasons.make("no_gpu_slot")
+        return reasons.make("no_cpu_slot")
     if all(slot.node in blocked for slot in kind):
-        return NO_NODE_LEFT + (
-            f"every node that could render it is blocklisted for it ({', '.join(sorted(blocked))}); "
-            f"`farm unblock {job_id}` (or Unblock in the monitor) runs it again"
-        )
+        return reasons.make("no_node_left", nodes=", ".join(sorted(blocked)), job=job_id)  # starts with NO_NODE_LEFT
     return ""

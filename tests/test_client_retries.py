@@ -3,8 +3,10 @@ and a moment of unreachability; a submit is never sent twice. Against a real HTT
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from farm.client import ClientError, FarmClient
@@ -76,3 +78,29 @@ def test_a_download_whose_store_is_down_blames_the_store_not_the_farm(tmp_path):
     message = caught.value.detail
     assert "object store" in message and store.removeprefix("http://") in message
     assert "cannot reach the farm" not in message
+
+
+def damaging_farm(body: bytes) -> FastAPI:
+    """A farm whose frame listing promises one sha256 and whose frame download sends other bytes."""
+    app = FastAPI()
+    promised = hashlib.sha256(b"the frame as rendered").hexdigest()
+
+    @app.get("/api/v1/jobs/{job_id}/frames")
+    async def frames(job_id: str) -> JSONResponse:
+        frame = {"frame": 1, "name": "shot_0001.png", "size": 21, "sha256": promised, "key": "k", "device": "CPU"}
+        frame |= {"render_seconds": 0.1, "created_at": "2026-11-30T00:00:00Z", "layers": []}
+        return JSONResponse({"job_id": job_id, "frames": [frame]})
+
+    @app.get("/api/v1/jobs/{job_id}/frames/{number}")
+    async def frame(job_id: str, number: int) -> Response:
+        return Response(body, media_type="image/png")
+
+    return app
+
+
+def test_a_damaged_download_leaves_no_file_and_says_which_frame(tmp_path):
+    with factories.serve(damaging_farm(b"bytes damaged on the way")) as url, FarmClient(url, "farm_t") as client:
+        with pytest.raises(ClientError) as caught:
+            client.download("job_x", tmp_path)
+    assert "frame 1 arrived corrupted" in caught.value.detail
+    assert list(tmp_path.iterdir()) == []  # neither the frame nor its temporary file

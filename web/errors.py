@@ -1,4 +1,5 @@
-"""The one place where the farm's exception tree becomes HTTP responses."""
+"""The one place where the farm's exception tree becomes HTTP responses (JSON for the API), and where a coded error
+becomes text in a page viewer's language (``localized``: the monitor's error pages)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError, StatementError
 
 from farm.contract import ErrorOut, ValidationErrorOut
-from farm.errors import DatabaseUnavailable, FarmError, MissingBlobs, Unauthorized, ValidationFailed
+from farm.errors import STATUS_PARAMS, DatabaseUnavailable, FarmError, MissingBlobs, Unauthorized, ValidationFailed
+from web.i18n import DEFAULT_LOCALE, Translator, catalogue
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +89,23 @@ def _unstorable() -> FarmError:
         "a value in the request is out of range or holds characters the database cannot store (e.g. a NUL byte, "
         "or a number beyond 2**63); fix the value and retry"
     )
+
+
+def localized(t: Translator, exc: FarmError) -> str | None:
+    """``exc`` in ``t``'s language: its English message for English, else its code's message (``error.<code>``
+    in ``messages.toml``) with the parameters filled in, statuses by their translated names. None when the error
+    has no code, or this catalogue cannot say it (the page then explains in general and shows the English)."""
+    key = f"error.{exc.code}"
+    if not exc.code or key not in catalogue():
+        return None
+    if t.code == DEFAULT_LOCALE:
+        return exc.message
+    values: dict[str, object] = {}
+    for name, value in exc.params.items():
+        status_key = f"status.{value}"
+        values[name] = t(status_key) if name in STATUS_PARAMS and status_key in catalogue() else value
+    try:
+        return t(key, **values)
+    except (KeyError, IndexError, ValueError):  # a translation naming a parameter this error lacks
+        log.warning("message %s does not fit the parameters of the error %r", key, exc.message)
+        return None

@@ -23,8 +23,10 @@ from web.monitor.routes import PageRoute, Seen, page, this_month
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-#: File types the library page shows a thumbnail of (what ``farm.media.thumbnails`` reads).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".tga", ".exr"})
+#: File types the library page shows a thumbnail of (what ``farm.media.thumbnails`` reads). HDRIs (``.hdr``,
+#: ``.exr``) hold scene-linear light: they are tone-mapped with ``thumbnails.tone_map`` (sRGB with a highlight
+#: roll-off whose white point is the image's 99.5th luminance percentile).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".tga", ".exr", ".hdr"})
 THUMB_MAX_BYTES = 64 * 1024**2  # larger assets get no thumbnail: the API process decodes it
 
 
@@ -92,5 +94,5 @@ def report_page(
     require(v.who, Role.PLATFORM_ADMIN, "the operator's report")
     chosen = month or this_month(ctx.clock.now())
     with ctx.db.session() as s:
-        report = operator_report.build(s, v.who, chosen)
+        report = operator_report.build(s, v.who, chosen, ctx.settings.currency)
     return page(request, v, "report.html", "report", month=chosen, report=report)

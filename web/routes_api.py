@@ -164,4 +164,4 @@ def usage(
     if month is not None and not 2000 <= int(month[:4]) <= 2999:
         raise ValidationFailed(f"month {month!r} is out of range")
     with ctx.db.session() as s:
-        return usage_report.build(s, who, month, company, per_job)
+        return usage_report.build(s, who, month, company, per_job, ctx.settings.currency)

@@ -95,4 +95,4 @@ def report(who: Caller, ctx: Ctx, month: Annotated[str, _MONTH]) -> OperatorRepo
     if not 2000 <= int(month[:4]) <= 2999:
         raise ValidationFailed(f"month {month!r} is out of range")
     with ctx.db.session() as s:
-        return operator_report.build(s, who, month)
+        return operator_report.build(s, who, month, ctx.settings.currency)

@@ -1,4 +1,5 @@
-"""/api/v1 for the studio pipeline (issue 19): resubmit, presets, webhooks and their delivery log."""
+"""/api/v1 for the studio pipeline (issue 19): resubmit, presets, webhooks and their delivery log; shared presets
+(issue 20 item 4)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from farm.contract import (
     JobOut,
     PresetList,
     PresetOut,
+    PresetPublish,
     PresetSave,
     ResubmitRequest,
+    SharedPresetList,
+    SharedPresetOut,
     WebhookCreate,
     WebhookCreated,
     WebhookDeliveryList,
     WebhookDeliveryOut,
     WebhookList,
 )
-from farm.services import estimates, jobs, presets, resubmit, webhooks
+from farm.services import estimates, jobs, presets, presets_shared, resubmit, webhooks
 from farm.services.limits import JobLimits
 from web.deps import Caller, Ctx
 from web.errors import ERROR_RESPONSES
@@ -71,6 +75,41 @@ def delete_preset(name: PresetName, who: Caller, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/presets/{name}/publish", response_model=SharedPresetOut, status_code=201)
+def publish_preset(name: PresetName, body: PresetPublish, who: Caller, ctx: Ctx) -> SharedPresetOut:
+    """Share the company's preset with every company or the listed ones (company admins; a platform admin's is
+    marked as the platform's); publishing again replaces the shared copy."""
+    with ctx.db.session() as s:
+        return presets_shared.out(s, who, presets_shared.publish(s, who, name, body, ctx.clock.now()))
+
+
+@router.delete("/presets/{name}/publish", status_code=204)
+def unpublish_preset(name: PresetName, who: Caller, ctx: Ctx, company: CompanyQuery = None) -> Response:
+    """Stop sharing the preset (jobs submitted with it keep their settings; the company's own preset stays)."""
+    with ctx.db.session() as s:
+        presets_shared.unpublish(s, who, name, company)
+    return Response(status_code=204)
+
+
+@router.get("/shared-presets", response_model=SharedPresetList)
+def list_shared_presets(who: Caller, ctx: Ctx) -> SharedPresetList:
+    """Shared presets the company may use (its own published ones marked ``mine``)."""
+    with ctx.db.session() as s:
+        return SharedPresetList(presets=[presets_shared.out(s, who, r) for r in presets_shared.listing(s, who)])
+
+
+@router.get("/shared-presets/{publisher}/{name}", response_model=SharedPresetOut)
+def get_shared_preset(
+    publisher: Annotated[str, Path(max_length=64, description="the publishing company's name")],
+    name: PresetName,
+    who: Caller,
+    ctx: Ctx,
+) -> SharedPresetOut:
+    """One shared preset the company may use (404 for one it may not see)."""
+    with ctx.db.session() as s:
+        return presets_shared.out(s, who, presets_shared.get(s, who, publisher, name))
+
+
 @router.get("/admin/webhooks", response_model=WebhookList)
 def list_webhooks(who: Caller, ctx: Ctx, company: CompanyQuery = None) -> WebhookList:
     """The company's webhooks (company admins)."""
@@ -118,4 +157,4 @@ def job_estimate(job_id: str, who: Caller, ctx: Ctx) -> EstimateOut:
     """What the job a sample job stands for would cost (``ready`` once the samples are rendered); 409 for a job
     that is not an estimate's."""
     with ctx.db.session() as s:
-        return estimates.estimate(s, jobs.get_job(s, who, job_id))
+        return estimates.estimate(s, jobs.get_job(s, who, job_id), ctx.settings.currency)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from farm.domain import reasons
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoredFrame, StoredLayer
 from farm.errors import ObjectMissing, StorageError
+from farm.media.thumbnails import store_display_images
 from storage.base import ObjectStore, output_key
 from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
@@ -225,24 +227,28 @@ class RenderWorker:
             ended.update(
                 outcome=Outcome.FAILED,
                 fault=Fault.SCENE,
-                reason=f"an input of the job is missing from the store ({exc}); submit the scene again, "
-                "the client uploads what the farm lost",
+                reason=reasons.make("input_missing", detail=str(exc)),  # issue 16: coded, shown in any language
             )
         except StorageError as exc:
-            ended.update(outcome=Outcome.FAILED, fault=Fault.STORAGE, reason=f"storage: {exc}")
+            ended.update(outcome=Outcome.FAILED, fault=Fault.STORAGE, reason=reasons.make("storage", detail=str(exc)))
         except Exception as exc:
             log.exception("chunk %s failed in the worker", a.task_id)
-            ended.update(outcome=Outcome.FAILED, fault=Fault.NODE, reason=f"worker error: {exc!r}")
+            ended.update(
+                outcome=Outcome.FAILED, fault=Fault.NODE, reason=reasons.make("worker_error", detail=repr(exc))
+            )
         if audit_note:
             ended["log_tail"] = f"{ended.get('log_tail', '')}\n{audit_note}\n"
         if isinstance(ended.get("reason"), str):  # shown to the studio: no paths of this node
-            ended["reason"] = hide_node_paths(
+            ended["reason"] = reasons.rewrite(  # a coded reason keeps its code: its parameters are rewritten
                 ended["reason"],
-                [
-                    (self.work / "jobs" / a.job_id, "<job folder>"),
-                    (self.work, "<worker>"),
-                    (Path(self.config.cache_dir), "<cache>"),
-                ],
+                lambda text: hide_node_paths(
+                    text,
+                    [
+                        (self.work / "jobs" / a.job_id, "<job folder>"),
+                        (self.work, "<worker>"),
+                        (Path(self.config.cache_dir), "<cache>"),
+                    ],
+                ),
             )
         with self._lock:
             frames = tuple(stored)
@@ -295,6 +301,8 @@ class RenderWorker:
             if layer_key != key:
                 store_with_retries(store, layer_key, layer.path, self.config.upload_retries, self._stop)
             layers.append(StoredLayer(layer.layer, layer_key, layer.name, layer_size, layer_sha))
+        if done.display is not None:  # scene-linear frame: its thumbnail as the scene's view transform shows it
+            store_display_images(store, key, sha, done.display)
         event = StoredFrame(
             a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds, tuple(layers)
         )

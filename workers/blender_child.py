@@ -14,6 +14,7 @@ import traceback
 from typing import Any, BinaryIO
 
 from farm.domain.outputs import EXTENSIONS, FORMATS, SCENE, frame_name, layer_template, scene_template
+from workers.display import LINEAR_FORMATS, display_path, save_display_copy
 from workers.protocol import (
     EV_ERROR,
     EV_FRAME,
@@ -149,6 +150,7 @@ class Child:
         self.camera: Any = None
         self.job_name = ""
         self.per_layer = False  # one file per view layer
+        self.display = False  # the frames hold scene-linear light: save a display-referred copy of each
 
         @bpy.app.handlers.persistent  # type: ignore[untyped-decorator,unused-ignore]
         def on_stats(*args: Any) -> None:
@@ -185,6 +187,7 @@ class Child:
         scene_media = str(render.image_settings.media_type)
         fmt = str(settings.get("output_format") or SCENE)
         self.ext = apply_output_format(render.image_settings, fmt)
+        self.display = str(render.image_settings.file_format) in LINEAR_FORMATS
         self.template = str(settings.get("output_pattern") or scene_template(render.filepath))
         self.layers = choose_view_layers(scene, [str(n) for n in settings.get("view_layers") or []])
         self.camera = choose_camera(scene, settings.get("camera"))
@@ -263,6 +266,7 @@ class Child:
             frame=frame,
             path=files[0]["path"],
             name=files[0]["name"],
+            display=files[0]["display"],
             files=files if self.per_layer else [],
             camera=camera,
             seconds=time.monotonic() - started,
@@ -270,7 +274,8 @@ class Child:
         )
 
     def _write(self, msg: dict[str, Any], frame: int, layer: str, camera: str) -> dict[str, str]:
-        """Render the frame (the view layers enabled now) into its file; returns the file's layer, name, path."""
+        """Render the frame (the view layers enabled now) into its file; returns the file's layer, name, path and
+        the path of its display-referred copy (empty when it needs none or Blender could not save one)."""
         name = frame_name(
             self.template,
             frame=frame,
@@ -287,7 +292,12 @@ class Child:
         self.bpy.ops.render.render(write_still=True)
         if not os.path.exists(path):
             raise RuntimeError(f"Blender reported frame {frame} rendered but wrote no file at {path}")
-        return {"layer": layer, "name": name, "path": path}
+        display = ""
+        if self.display:
+            copy = display_path(str(msg["out_dir"]), name)
+            if save_display_copy(self.bpy, self.bpy.context.scene, copy):
+                display = str(copy)
+        return {"layer": layer, "name": name, "path": path, "display": display}
 
     def serve(self, commands: BinaryIO) -> None:
         bpy = self.bpy

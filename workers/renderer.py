@@ -15,6 +15,7 @@ from farm.domain.attempts import Fault, Outcome
 from farm.domain.outputs import DEFAULT_TEMPLATE, FORMATS, OutputNameError, check_name, frame_name
 from farm.lifecycle.outcomes import classify_blender_error, classify_exit
 from workers.blender_proc import BlenderDied, BlenderProcess
+from workers.display import display_path
 from workers.protocol import EV_ERROR, EV_FRAME, EV_OPENED, EV_STATS, OP_OPEN, OP_RENDER, Event, parse_stats
 
 
@@ -45,6 +46,7 @@ class LayerFile:
     layer: str
     name: str
     path: Path
+    display: Path | None = None  # its display-referred copy (``workers.display``), when Blender saved one
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class FrameDone:
     device: str
     name: str = ""  # the file's name inside the job's outputs (a relative path); the path's name when empty
     layers: tuple[LayerFile, ...] = ()  # every file of the frame when it is one per view layer (the first is path)
+    display: Path | None = None  # the display-referred copy of ``path`` (scene-linear formats), when saved
 
     @property
     def output_name(self) -> str:
@@ -214,12 +217,15 @@ class BlenderRenderer:
             if frame != pending[0]:
                 raise ProtocolError(f"expected frame {pending[0]}, Blender reported frame {frame}")
             path, name = self._file(spec, frame, str(ev.data.get("path", "")), str(ev.data.get("name", "")))
+            display = self._display(spec, frame, name, str(ev.data.get("display") or ""))
             layers: list[LayerFile] = []
             for item in ev.data.get("files") or []:
                 file_path, file_name = self._file(spec, frame, str(item.get("path", "")), str(item.get("name", "")))
-                layers.append(LayerFile(str(item.get("layer", "")), file_name, file_path))
+                layer_display = self._display(spec, frame, file_name, str(item.get("display") or ""))
+                layers.append(LayerFile(str(item.get("layer", "")), file_name, file_path, layer_display))
             pending.pop(0)
-            on_frame(FrameDone(frame, path, float(ev.data["seconds"]), str(ev.data["device"]), name, tuple(layers)))
+            seconds, device = float(ev.data["seconds"]), str(ev.data["device"])
+            on_frame(FrameDone(frame, path, seconds, device, name, tuple(layers), display))
             result.frames.append(frame)
 
     @staticmethod
@@ -232,6 +238,16 @@ class BlenderRenderer:
         if Path(path) != spec.out_dir / name:
             raise ProtocolError(f"frame {frame} was written to {path}, not to this chunk's output folder")
         return Path(path), name
+
+    @staticmethod
+    def _display(spec: ChunkSpec, frame: int, name: str, path: str) -> Path | None:
+        """The display copy Blender says it saved for the file ``name``: only at its place in this chunk's folder."""
+        if not path:
+            return None
+        expected = display_path(spec.out_dir, name)
+        if Path(path) != expected:
+            raise ProtocolError(f"frame {frame}: a display copy at {path}, not at {expected}")
+        return expected
 
     def _wait(
         self, spec: ChunkSpec, stopped: StopCheck, kinds: set[str], on_progress: ProgressCallback | None = None

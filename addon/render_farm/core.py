@@ -78,19 +78,23 @@ class SubmitRequest:
     allow_missing: bool = False
     after: list[str] = field(default_factory=list)  # issue 19: job ids this one runs after
     frame_match: bool = False
-    preset: str = ""  # issue 19: a preset of the company; it then decides chunk, priority, device and format
+    preset: str = ""  # issue 19: a preset (own, or shared as NAME@PUBLISHER); it decides chunk, priority, ...
+    order: str = "sequential"  # issue 19: "preview" renders a spread of frames first
 
     def options(self) -> dict[str, Any]:
-        """The job options sent: with a preset, only the dependencies (the preset gives the rest on the farm)."""
+        """The job options sent: with a preset, only the dependencies and a Preview First order (the preset gives
+        the rest on the farm, its own order included unless Preview First is chosen here)."""
         chosen: dict[str, Any] = {"after": self.after, "frame_match": self.frame_match}
         if self.preset.strip():
-            return {**chosen, "preset": self.preset.strip()}
+            preview = {"order": self.order} if self.order == "preview" else {}
+            return {**chosen, **preview, "preset": self.preset.strip()}
         return {
             **chosen,
             "chunk_size": self.chunk_size,
             "priority": self.priority,
             "output_format": self.output_format,
             "gpu": self.gpu,
+            "order": self.order,
         }
 
 
@@ -143,6 +147,7 @@ PANEL_NAMES = {
     "output_format": "Output Format",
     "after": "Run After",
     "preset": "Preset",
+    "order": "Frame Order",
 }
 
 
@@ -171,8 +176,8 @@ def check_request(request: SubmitRequest) -> Outcome | None:
 
 def check_frames(spec: str) -> Outcome | None:
     """None when the farm will accept ``spec``, else the outcome that says what to fix."""
-    from farm.errors import BadRequest
     from farm.domain.frames import parse_frames
+    from farm.errors import BadRequest
 
     try:
         parse_frames(spec)
@@ -276,8 +281,8 @@ class Submission:
 
     def _submit(self) -> Outcome:
         from farm.client import FarmClient
-        from farm.contract import JobCreate, JobOut, ManifestEntry
         from farm.client.packing import Pack
+        from farm.contract import JobCreate, JobOut, ManifestEntry
 
         submission = self
 

@@ -47,6 +47,55 @@ def _draw_status_bar(header: bpy.types.Header, context: bpy.types.Context) -> No
         header.layout.label(text=text, icon="EXPORT", translate=False)
 
 
+def build_request(context: bpy.types.Context) -> core.SubmitRequest:
+    """The job the panel describes (the same for Submit and Estimate Cost)."""
+    settings = context.scene.render_farm
+    scene = context.scene
+    if settings.use_scene_range:
+        frames = core.frames_spec(scene.frame_start, scene.frame_end, scene.frame_step)
+    else:
+        frames = core.frames_spec(settings.frame_start, settings.frame_end, settings.frame_step)
+    prefs = preferences(context)
+    blend = Path(bpy.data.filepath)
+    return core.SubmitRequest(
+        url=core.normalise_url(prefs.farm_url),
+        token=prefs.token.strip(),
+        blend=blend,
+        frames=frames,
+        name=settings.job_name.strip() or blend.stem,
+        chunk_size=settings.chunk_size,
+        priority=settings.priority,
+        gpu=settings.device == "GPU",
+        output_format=settings.output_format,
+        allow_missing=settings.allow_missing,
+        after=core.job_ids(settings.after),
+        frame_match=settings.frame_match and bool(settings.after.strip()),
+        preset=settings.preset.strip(),
+        order=settings.order,
+    )
+
+
+def checked_request(context: bpy.types.Context) -> tuple[core.SubmitRequest | None, core.Outcome | None]:
+    """The panel's job once the file, the camera and the settings pass, the file saved when asked; else what to
+    fix. Everything is checked before the file is saved: a refused request leaves the scene as it was."""
+    if not bpy.data.filepath:
+        return None, core.failure("unsaved", core.MSG_UNSAVED)
+    request = build_request(context)
+    if context.scene.camera is None:
+        return None, core.failure("no_camera", core.MSG_NO_CAMERA)
+    try:
+        problem = core.check_request(request)
+    except ImportError as exc:
+        return None, core.failure("no_client", core.MSG_NO_CLIENT, detail=str(exc))
+    if problem is not None:
+        return None, problem
+    if bpy.data.is_dirty:
+        if not context.scene.render_farm.save_before_submit:
+            return None, core.failure("unsaved_changes", core.MSG_DIRTY)
+        bpy.ops.wm.save_mainfile()
+    return request, None
+
+
 class RENDER_FARM_OT_submit(bpy.types.Operator):
     """Pack the scene with its textures, upload what the farm lacks and submit a render job"""
 
@@ -110,49 +159,10 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
         if _active is not None:
             self._fail(context, core.failure("busy", core.MSG_BUSY))
             return None
-        settings = context.scene.render_farm
-        if not bpy.data.filepath:
-            self._fail(context, core.failure("unsaved", core.MSG_UNSAVED))
+        request, problem = checked_request(context)
+        if request is None:
+            self._fail(context, problem or core.failure("error", core.MSG_FAILED, detail="no request"))
             return None
-        scene = context.scene
-        if settings.use_scene_range:
-            frames = core.frames_spec(scene.frame_start, scene.frame_end, scene.frame_step)
-        else:
-            frames = core.frames_spec(settings.frame_start, settings.frame_end, settings.frame_step)
-        prefs = preferences(context)
-        blend = Path(bpy.data.filepath)
-        request = core.SubmitRequest(
-            url=core.normalise_url(prefs.farm_url),
-            token=prefs.token.strip(),
-            blend=blend,
-            frames=frames,
-            name=settings.job_name.strip() or blend.stem,
-            chunk_size=settings.chunk_size,
-            priority=settings.priority,
-            gpu=settings.device == "GPU",
-            output_format=settings.output_format,
-            allow_missing=settings.allow_missing,
-            after=core.job_ids(settings.after),
-            frame_match=settings.frame_match and bool(settings.after.strip()),
-            preset=settings.preset.strip(),
-        )
-        # Everything is checked before the file is saved: a refused request leaves the scene as it was.
-        if scene.camera is None:
-            self._fail(context, core.failure("no_camera", core.MSG_NO_CAMERA))
-            return None
-        try:
-            problem = core.check_request(request)
-        except ImportError as exc:
-            self._fail(context, core.failure("no_client", core.MSG_NO_CLIENT, detail=str(exc)))
-            return None
-        if problem is not None:
-            self._fail(context, problem)
-            return None
-        if bpy.data.is_dirty:
-            if not settings.save_before_submit:
-                self._fail(context, core.failure("unsaved_changes", core.MSG_DIRTY))
-                return None
-            bpy.ops.wm.save_mainfile()
         status = context.window_manager.render_farm_status
         status.state, status.kind, status.job_id, status.missing, status.progress = "RUNNING", "", "", "", 0.0
         _active = core.Submission(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators
+from . import operators, pipeline_ops
 
 
 class RENDER_FARM_PT_submit(bpy.types.Panel):
@@ -31,13 +31,20 @@ class RENDER_FARM_PT_submit(bpy.types.Panel):
         sub.prop(settings, "frame_start")
         sub.prop(settings, "frame_end")
         sub.prop(settings, "frame_step")
-        col.prop(settings, "preset")
+        row = col.row(align=True)
+        row.prop(settings, "preset")
+        row.menu(pipeline_ops.RENDER_FARM_MT_presets.bl_idname, text="", icon="PRESET")
+        choice = pipeline_ops.preset_choice(settings.preset) if settings.preset.strip() else None
+        if choice is not None:
+            for line in _wrap(choice.description, 60):
+                col.label(text=line, icon="BLANK1", translate=False)
         sub = col.column()
         sub.active = not settings.preset.strip()  # a preset decides these
         sub.prop(settings, "chunk_size")
         sub.prop(settings, "priority", slider=True)
         sub.prop(settings, "device", expand=True)
         sub.prop(settings, "output_format")
+        col.prop(settings, "order")
         col.prop(settings, "save_before_submit")
         col.prop(settings, "allow_missing")
         col.prop(settings, "after")
@@ -48,6 +55,14 @@ class RENDER_FARM_PT_submit(bpy.types.Panel):
         row = layout.row()
         row.scale_y = 1.4
         row.operator(operators.RENDER_FARM_OT_submit.bl_idname, text="Submit to Farm", icon="EXPORT")
+
+        tools = context.window_manager.render_farm_tools
+        row = layout.row()
+        row.operator(pipeline_ops.RENDER_FARM_OT_estimate.bl_idname, icon="FUND")
+        if tools.estimate_state != "IDLE":
+            icon = {"RUNNING": "TIME", "DONE": "INFO", "FAILED": "ERROR"}[tools.estimate_state]
+            for i, line in enumerate(_wrap(tools.estimate_message, 60)):
+                layout.label(text=line, icon=icon if i == 0 else "BLANK1", translate=False)
 
         submission = operators._active
         if submission is not None:

@@ -9,6 +9,21 @@ DEVICE_ITEMS = [
     ("CPU", "CPU", "Render on the farm's CPU slots"),
     ("GPU", "GPU", "Render on the farm's GPU slots (CPU slots take it only when the farm has no GPU slot at all)"),
 ]
+ORDER_ITEMS = [
+    ("sequential", "Sequential", "Render the frames in order"),
+    (
+        "preview",
+        "Preview First",
+        "Render a spread of frames first (first, last, then halving the gaps) so the whole shot shows early",
+    ),
+]
+WHAT_ITEMS = [
+    ("COLLECTIONS", "Collections", "The library file's collections (with their objects)"),
+    ("OBJECTS", "Objects", "The library file's objects"),
+    ("MATERIALS", "Materials", "The library file's materials"),
+    ("NODE_GROUPS", "Node Groups", "The library file's node groups"),
+    ("WORLDS", "Worlds", "The library file's worlds"),
+]
 FORMAT_ITEMS = [
     ("scene", "Scene", "The scene's own output settings (format, colour depth, codec, passes and view layers)"),
     ("PNG", "PNG", "PNG frames, overriding the scene's format"),
@@ -84,8 +99,12 @@ class RenderFarmJobSettings(bpy.types.PropertyGroup):
     )
     preset: StringProperty(  # type: ignore[valid-type]
         name="Preset",
-        description="A job preset of your company (farm preset list): it sets chunk size, priority, device and format",
+        description="A job preset (farm preset list): your company's NAME first, else a shared one; NAME@PUBLISHER "
+        "names a shared preset. It sets chunk size, priority, device and format",
         default="",
+    )
+    order: EnumProperty(  # type: ignore[valid-type]
+        name="Frame Order", description="Which frames render first", items=ORDER_ITEMS, default="sequential"
     )
 
 
@@ -110,7 +129,41 @@ class RenderFarmStatus(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0)  # type: ignore[valid-type]
 
 
-CLASSES = (RenderFarmJobSettings, RenderFarmStatus)
+class RenderFarmTools(bpy.types.PropertyGroup):
+    """The cost estimate, the preset menu and the library browser of this session (never saved into a .blend)."""
+
+    estimate_state: EnumProperty(  # type: ignore[valid-type]
+        name="Estimate State",
+        items=[
+            ("IDLE", "Idle", "No estimate yet"),
+            ("RUNNING", "Running", "Sample frames are rendering"),
+            ("DONE", "Estimated", "The last estimate"),
+            ("FAILED", "Failed", "The last estimate failed"),
+        ],
+        default="IDLE",
+    )
+    estimate_message: StringProperty(name="Estimate", default="")  # type: ignore[valid-type]
+    estimate_job_id: StringProperty(name="Sample Job", default="")  # type: ignore[valid-type]
+    presets_message: StringProperty(name="Presets", default="")  # type: ignore[valid-type]
+    library_message: StringProperty(name="Library", default="")  # type: ignore[valid-type]
+    library_failed: BoolProperty(name="Library Failed", default=False)  # type: ignore[valid-type]
+    library_tag: StringProperty(  # type: ignore[valid-type]
+        name="Tag", description="Only assets with this tag. Empty: every asset you may use", default=""
+    )
+    library_what: EnumProperty(  # type: ignore[valid-type]
+        name="Data",
+        description="What Link and Append take from a .blend asset",
+        items=WHAT_ITEMS,
+        default="COLLECTIONS",
+    )
+    library_as_world: BoolProperty(  # type: ignore[valid-type]
+        name="Use HDRI as World",
+        description="Loading an HDRI (.hdr or .exr) makes it the scene world's environment texture",
+        default=True,
+    )
+
+
+CLASSES = (RenderFarmJobSettings, RenderFarmStatus, RenderFarmTools)
 
 
 def register() -> None:
@@ -119,10 +172,12 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.render_farm = PointerProperty(type=RenderFarmJobSettings)
     bpy.types.WindowManager.render_farm_status = PointerProperty(type=RenderFarmStatus)
+    bpy.types.WindowManager.render_farm_tools = PointerProperty(type=RenderFarmTools)
 
 
 def unregister() -> None:
     """Undo :func:`register`."""
+    del bpy.types.WindowManager.render_farm_tools
     del bpy.types.WindowManager.render_farm_status
     del bpy.types.Scene.render_farm
     for cls in reversed(CLASSES):

@@ -142,6 +142,95 @@ ZH_HANS: dict[str, str] = {
     "Render Farm: packing dependencies...": "渲染农场：正在打包依赖文件……",
     "Render Farm: uploading {done} of {total}": "渲染农场：正在上传 {done} / {total}",
     "Render Farm: creating the job...": "渲染农场：正在创建任务……",
+    # ---- presets (own and shared), frame order, cost estimate (issues 19 and 20) ----
+    "A job preset (farm preset list): your company's NAME first, else a shared one; NAME@PUBLISHER names a "
+    "shared preset. It sets chunk size, priority, device and format": (
+        "任务预设（farm preset list）：先找本公司的 NAME，否则找共享预设；NAME@PUBLISHER 指定某公司共享的预设。"
+        "它决定分块大小、优先级、设备和格式"
+    ),
+    "Farm Presets": "农场预设",
+    "Refresh Presets": "刷新预设",
+    "Fetch your company's presets and the shared ones you may use": "获取本公司的预设以及你可以使用的共享预设",
+    "Use Preset": "使用预设",
+    "Use this preset for the next job": "下一个任务使用此预设",
+    "No Preset": "不使用预设",
+    "No presets listed yet: refresh the list.": "尚未列出预设：请刷新列表。",
+    "Presets": "预设",
+    "{count} preset(s): yours and the shared ones.": "{count} 个预设：本公司的和共享的。",
+    "Frame Order": "帧顺序",
+    "Which frames render first": "哪些帧先渲染",
+    "Sequential": "按顺序",
+    "Render the frames in order": "按顺序渲染各帧",
+    "Preview First": "预览优先",
+    "Render a spread of frames first (first, last, then halving the gaps) so the whole shot shows early": (
+        "先渲染分布在整个镜头中的帧（首帧、末帧，然后不断对半插入），以便尽早看到整个镜头"
+    ),
+    "Estimate Cost": "估算费用",
+    "Render a few sample frames on the farm (metered like any render) and estimate the job's cost": (
+        "在农场上渲染几帧样本（与其他渲染一样计量）并估算任务的费用"
+    ),
+    "Estimate": "估算",
+    "Estimate State": "估算状态",
+    "Estimated": "已估算",
+    "No estimate yet": "尚无估算",
+    "Sample frames are rendering": "样本帧正在渲染",
+    "The last estimate": "最近一次估算",
+    "The last estimate failed": "最近一次估算失败",
+    "Sample Job": "样本任务",
+    "Rendering sample frames on the farm to estimate the cost...": "正在农场上渲染样本帧以估算费用……",
+    "Estimate: {cost} ({low} to {high}) for {frames} frame(s): {hours} {resource}-hours at {rate}/hour": (
+        "估算：{cost}（{low} 至 {high}），共 {frames} 帧：{hours} {resource} 小时，每小时 {rate}"
+    ),
+    "No estimate: the sample job {job_id} ended {status}.": "无法估算：样本任务 {job_id} 以 {status} 结束。",
+    "The farm refused the request: {detail}": "渲染农场拒绝了该请求：{detail}",
+    # ---- the farm library (issue 20) ----
+    "Farm Library": "农场资源库",
+    "Browse Library": "浏览资源库",
+    "List the farm library's assets your company may use": "列出本公司可以使用的农场资源库资源",
+    "Tag": "标签",
+    "Only assets with this tag. Empty: every asset you may use": "只显示带此标签的资源。留空：显示你可以使用的全部资源",
+    "Library": "资源库",
+    "Library Failed": "资源库操作失败",
+    "Data": "数据",
+    "What Link and Append take from a .blend asset": "关联和追加从 .blend 资源中取用的数据",
+    "Collections": "集合",
+    "The library file's collections (with their objects)": "资源库文件中的集合（连同其中的物体）",
+    "Objects": "物体",
+    "The library file's objects": "资源库文件中的物体",
+    "Materials": "材质",
+    "The library file's materials": "资源库文件中的材质",
+    "Node Groups": "节点组",
+    "The library file's node groups": "资源库文件中的节点组",
+    "Worlds": "世界环境",
+    "The library file's worlds": "资源库文件中的世界环境",
+    "Use HDRI as World": "将 HDRI 用作世界环境",
+    "Loading an HDRI (.hdr or .exr) makes it the scene world's environment texture": (
+        "载入 HDRI（.hdr 或 .exr）时将其设为场景世界环境的环境纹理"
+    ),
+    "Link or Append Asset": "关联或追加资源",
+    "Download a library asset to the local cache, then link or append it into this file": (
+        "将资源库资源下载到本地缓存，然后关联或追加到当前文件"
+    ),
+    "Asset": "资源",
+    "Link": "关联",
+    "Link (reference the library file) rather than append (copy into this file)": (
+        "关联（引用资源库文件），而不是追加（复制到当前文件）"
+    ),
+    "Names": "名称",
+    "Comma-separated names to take. Empty: all of them": "要取用的名称，用逗号分隔。留空：全部取用",
+    "Load Image": "载入图像",
+    "{count} library asset(s) you may use.": "你可以使用 {count} 个资源库资源。",
+    "Linked {count} {what} from {name}: {names}": "已从 {name} 关联 {count} 个{what}：{names}",
+    "Appended {count} {what} from {name}: {names}": "已从 {name} 追加 {count} 个{what}：{names}",
+    "Loaded {name} as image {image}.": "已将 {name} 载入为图像 {image}。",
+    "Loaded {name} and set it as the world's environment.": "已载入 {name} 并将其设为世界环境。",
+    "{name} holds no {what} called {wanted}; it holds: {available}": (
+        "{name} 中没有名为 {wanted} 的{what}；其中有：{available}"
+    ),
+    "{name} holds no {what}.": "{name} 中没有{what}。",
+    "{name} ({filename}) is neither a .blend file nor an image: pull it with farm library pull.": (
+        "{name}（{filename}）既不是 .blend 文件也不是图像：请用 farm library pull 下载。"
+    ),
 }
 
 

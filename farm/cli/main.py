@@ -200,7 +200,12 @@ def submit(
         bool, typer.Option("--frame-match", help="with --after: frame N waits only for frame N of those jobs")
     ] = False,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="your company's preset (farm preset); flags you give override it")
+        str | None,
+        typer.Option(
+            "--preset",
+            help="a preset (farm preset list): your company's NAME first, else a shared one; NAME@PUBLISHER names a"
+            " shared one; flags you give override it",
+        ),
     ] = None,
     order: Annotated[
         str,
@@ -484,17 +489,6 @@ def download(
 
 
 @app.command()
-def cancel(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
-    """Cancel a job: running chunks stop within seconds."""
-    with _client() as client:
-        try:
-            job = client.cancel(job_id)
-        except ClientError as exc:
-            raise _fail(exc) from exc
-    out.line(f"job {job.id}: {job.status.value}")
-
-
-@app.command()
 def usage(
     month: Annotated[str | None, typer.Option(help="YYYY-MM (default: all time)")] = None,
     company: Annotated[str | None, typer.Option(help="one company (platform admins)")] = None,
@@ -550,7 +544,7 @@ def demo(
 
 __import__("farm.cli.addon", fromlist=["register"]).register(app)  # `farm addon build|install`
 __import__("farm.cli.admin", fromlist=["register"]).register(app)  # `farm admin …`, `farm login`
-__import__("farm.cli.jobctl", fromlist=["register"]).register(app)  # pause/resume/retry/unblock, scheduler, api
+__import__("farm.cli.jobctl", fromlist=["register"]).register(app)  # cancel/pause/…/priority, scheduler, api
 __import__("farm.cli.migrate", fromlist=["register"]).register(app)  # `farm migrate` (the chart's hook Job)
 __import__("farm.cli.library", fromlist=["register"]).register(app)  # `farm library …`, `farm admin report`
 __import__("farm.cli.pipeline", fromlist=["register"]).register(app)  # preset, resubmit, admin webhook (#19)

@@ -16,14 +16,21 @@ from farm.contract import (
     EstimateOut,
     JobOut,
     PresetOut,
+    PresetPublish,
     PresetSave,
     PresetSettings,
     ResubmitRequest,
+    SharedPresetOut,
     WebhookCreate,
     WebhookEvent,
 )
 
-preset_app = typer.Typer(help="Named job presets of your company: save, list, show, delete.", no_args_is_help=True)
+preset_app = typer.Typer(
+    help="Named job presets: your company's (save, list, show, delete) and shared ones (publish, unpublish). "
+    "`farm submit --preset NAME` takes your company's NAME first, then the shared NAME; NAME@PUBLISHER names a "
+    "shared one.",
+    no_args_is_help=True,
+)
 webhook_app = typer.Typer(
     help="Webhooks: job events POSTed to your pipeline, signed with HMAC-SHA256.", no_args_is_help=True
 )
@@ -60,6 +67,8 @@ _PRESET_FLAGS = {
     "frames": "--frames",
     "url": "URL",
     "events": "--event",
+    "description": "--description",
+    "to": "--to",
 }
 
 
@@ -106,39 +115,121 @@ def preset_save(
     _show_preset(preset, as_json)
 
 
+def _values(settings: PresetSettings) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.model_dump(mode="json", exclude_none=True).items())
+
+
+def _source(shared: SharedPresetOut) -> str:
+    """Who shares it: ``platform`` for the platform's practice, else the publishing company."""
+    return f"shared by {'platform (' + shared.publisher + ')' if shared.by_platform else shared.publisher}"
+
+
 @preset_app.command("list")
 def preset_list(as_json: AsJson = False) -> None:
-    """Your company's presets."""
+    """Your company's presets and the shared ones you may use, marked (own / shared by …)."""
     with _client() as client:
         try:
             items = client.presets()
+            shared = client.shared_presets()
         except ClientError as exc:
             raise _fail(exc) from exc
     if as_json:
-        out.emit_json({"presets": [p.model_dump(mode="json", exclude_none=True) for p in items]})
+        out.emit_json(
+            {
+                "presets": [p.model_dump(mode="json", exclude_none=True) for p in items],
+                "shared": [p.model_dump(mode="json", exclude_none=True) for p in shared],
+            }
+        )
         return
-    out.table(
-        ["NAME", "SETTINGS", "UPDATED"],
-        [
-            [
-                p.name,
-                ", ".join(f"{k}={v}" for k, v in p.settings.model_dump(mode="json", exclude_none=True).items()),
-                p.updated_at.strftime("%Y-%m-%d %H:%M"),
-            ]
-            for p in items
-        ],
-    )
+    published = {p.name: p for p in shared if p.mine}
+    rows: list[list[object]] = []
+    for p in items:
+        mark = "own"
+        if p.name in published:
+            mine = published[p.name]
+            mark += ", published to " + (", ".join(mine.to) if mine.to else "every company")
+        rows.append([p.name, mark, _values(p.settings), "", p.updated_at.strftime("%Y-%m-%d %H:%M")])
+    for q in shared:
+        if not q.mine:
+            rows.append(
+                [q.ref, _source(q), _values(q.settings), q.description, q.updated_at.strftime("%Y-%m-%d %H:%M")]
+            )
+    out.table(["NAME", "SOURCE", "SETTINGS", "WHEN TO USE", "UPDATED"], rows)
 
 
 @preset_app.command("show")
-def preset_show(name: Annotated[str, typer.Argument(help="preset name")], as_json: AsJson = False) -> None:
-    """One preset's settings."""
+def preset_show(
+    name: Annotated[str, typer.Argument(help="preset name, or NAME@PUBLISHER for a shared one")],
+    as_json: AsJson = False,
+) -> None:
+    """One preset's settings: your company's NAME, else the shared NAME (as `farm submit --preset` finds it)."""
     with _client() as client:
         try:
-            preset = client.preset(name)
+            if "@" in name:
+                shared = client.shared_preset(name)
+            else:
+                try:
+                    _show_preset(client.preset(name), as_json)
+                    return
+                except ClientError as exc:
+                    if exc.status != 404:
+                        raise
+                    found = [p for p in client.shared_presets() if p.name == name and not p.mine]
+                    if len(found) != 1:
+                        raise (exc if not found else ClientError(409, _ambiguous(name, found))) from None
+                    shared = found[0]
         except ClientError as exc:
             raise _fail(exc) from exc
-    _show_preset(preset, as_json)
+    if as_json:
+        out.emit_json(shared.model_dump(mode="json", exclude_none=True))
+        return
+    out.line(f"preset {shared.ref} ({_source(shared)}): {_values(shared.settings) or '(empty)'}")
+    out.line(f"when to use it: {shared.description}")
+
+
+def _ambiguous(name: str, found: list[SharedPresetOut]) -> str:
+    refs = ", ".join(sorted(p.ref for p in found))
+    return f"several shared presets are called {name!r}: {refs}; name one as NAME@PUBLISHER"
+
+
+@preset_app.command("publish")
+def preset_publish(
+    name: Annotated[str, typer.Argument(help="your company's preset to share")],
+    description: Annotated[str, typer.Option("--description", help="when to use it: the scenes and purposes")],
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="only this company (repeatable); default: every company")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Share a preset (company admins; a platform admin's is the platform's practice). Publishing again replaces
+    the shared copy with the preset's settings now."""
+    try:
+        body = PresetPublish(description=description, to=to or [])
+    except ValidationError as exc:
+        raise _invalid(exc, _PRESET_FLAGS) from exc
+    with _client() as client:
+        try:
+            shared = client.publish_preset(name, body)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        out.emit_json(shared.model_dump(mode="json", exclude_none=True))
+        return
+    audience = ", ".join(shared.to) if shared.to else "every company"
+    out.line(f"preset {shared.ref} shared with {audience}: `farm submit --preset {shared.ref}`")
+
+
+@preset_app.command("unpublish")
+def preset_unpublish(
+    name: Annotated[str, typer.Argument(help="your company's shared preset")], company: Company = None
+) -> None:
+    """Stop sharing a preset (your own preset stays; jobs submitted with it keep their settings)."""
+    with _client() as client:
+        try:
+            client.unpublish_preset(name, company)
+        except ClientError as exc:
+            raise _fail(exc) from exc
+    out.line(f"preset {name} is no longer shared")
 
 
 @preset_app.command("delete")
@@ -275,9 +366,9 @@ def webhook_log(
 def show_estimate(est: EstimateOut) -> str:
     """One line: price with its band, and the resource-hours behind it."""
     return (
-        f"estimate for {est.frames_total} frame(s) ({est.frames}): {est.cost:.2f} "
+        f"estimate for {est.frames_total} frame(s) ({est.frames}): {est.cost:.2f} {est.currency} "
         f"({est.cost_low:.2f}-{est.cost_high:.2f}) = {est.resource_hours:.3f} {est.resource}-hours "
-        f"({est.resource_hours_low:.3f}-{est.resource_hours_high:.3f}) at {est.rate:.2f}/hour; "
+        f"({est.resource_hours_low:.3f}-{est.resource_hours_high:.3f}) at {est.rate:.2f} {est.currency}/hour; "
         f"{est.seconds_per_frame:.2f} s per frame from frames {', '.join(map(str, est.sampled_frames))} "
         f"(sample job {est.job_id})"
     )

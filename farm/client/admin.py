@@ -44,9 +44,7 @@ class AdminClient(FarmClient):
 
     def update_company(self, name: str, spec: CompanyUpdate) -> CompanyOut:
         body = spec.model_dump(mode="json", exclude_unset=True)
-        return CompanyOut.model_validate(
-            self._request("PATCH", f"/api/v1/admin/companies/{name}", json=body).json()
-        )
+        return CompanyOut.model_validate(self._request("PATCH", f"/api/v1/admin/companies/{name}", json=body).json())
 
     def tokens(self, company: str | None = None) -> list[TokenOut]:
         params = {"company": company} if company else {}
@@ -59,9 +57,7 @@ class AdminClient(FarmClient):
     def revoke_token(self, token_id: str) -> TokenOut:
         return TokenOut.model_validate(self._request("POST", f"/api/v1/admin/tokens/{token_id}/revoke").json())
 
-    def usage_report(
-        self, month: str | None = None, company: str | None = None, per_job: bool = False
-    ) -> UsageReport:
+    def usage_report(self, month: str | None = None, company: str | None = None, per_job: bool = False) -> UsageReport:
         params: dict[str, Any] = {"per_job": per_job}
         if month:
             params["month"] = month

@@ -20,12 +20,15 @@ from farm.client.scene_info import SceneUnreadable, read_scene
 from farm.contract import (
     BlobsMissingResponse,
     Blocklist,
+    BulkResult,
+    ChunkActionOut,
     DirectUpload,
     FrameList,
     GcReport,
     JobCreate,
     JobList,
     JobOut,
+    JobUpdate,
     LogOut,
     ManifestEntry,
     TaskList,
@@ -200,6 +203,47 @@ class FarmClient:
         )
 
     # ---- blobs and submit ---------------------------------------------------------------------------------
+
+    def _save_checked(
+        self,
+        path: str,
+        dest: Path,
+        sha256: str,
+        what: str,
+        params: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Stream ``path`` into ``dest`` through a temporary file beside it, kept only when its sha256 is ``sha256``,
+        so a download that broke off or arrived damaged never leaves a file that looks right. ``what`` names the
+        file in the error ("frame 12")."""
+        tmp = dest.with_name(f".{dest.name}.part")
+        digest = hashlib.sha256()
+        try:
+            with self.http.stream("GET", path, params=params, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(response.status_code, response.text)
+                with tmp.open("wb") as handle:
+                    for block in response.iter_bytes():
+                        digest.update(block)
+                        handle.write(block)
+                        if progress is not None:
+                            progress(len(block))
+        except httpx.TransportError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._download_failed(exc) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if digest.hexdigest() != sha256:
+            tmp.unlink(missing_ok=True)
+            raise ClientError(
+                0,
+                f"{what} arrived corrupted (sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…); run the"
+                " command again",
+            )
+        os.replace(tmp, dest)
+
     def missing_blobs(self, hashes: list[str]) -> list[str]:
         """The hashes the farm does not hold for this company."""
         return self.missing_with_uploads(hashes, direct=False).missing
@@ -362,6 +406,27 @@ class FarmClient:
         body = UnblockRequest(node=node).model_dump()
         return Blocklist.model_validate(self._request("POST", f"/api/v1/jobs/{job_id}/unblock", json=body).json())
 
+    # ---- issue 16: one chunk, priority, bulk ----------------------------------------------------------------
+    def requeue_chunk(self, job_id: str, chunk: str) -> ChunkActionOut:
+        """Render one chunk (its index or id) again; a rendering one is stopped first."""
+        path = f"/api/v1/jobs/{job_id}/tasks/{chunk}/requeue"
+        return ChunkActionOut.model_validate(self._request("POST", path).json())
+
+    def cancel_chunk(self, job_id: str, chunk: str) -> ChunkActionOut:
+        """Leave one chunk (its index or id) out; the rest of the job goes on."""
+        path = f"/api/v1/jobs/{job_id}/tasks/{chunk}/cancel"
+        return ChunkActionOut.model_validate(self._request("POST", path).json())
+
+    def set_priority(self, job_id: str, priority: int) -> JobOut:
+        """Change a job's priority (0-100, higher first)."""
+        body = JobUpdate(priority=priority).model_dump(mode="json", exclude_none=True)
+        return JobOut.model_validate(self._request("PATCH", f"/api/v1/jobs/{job_id}", json=body, retry=True).json())
+
+    def bulk(self, action: str, job_ids: list[str], priority: int | None = None, now: bool = False) -> BulkResult:
+        """One action on many jobs; the answer says, job by job, done, refused (why) or not found."""
+        body = {"action": action, "job_ids": job_ids, "priority": priority, "now": now}
+        return BulkResult.model_validate(self._request("POST", "/api/v1/jobs/bulk", json=body).json())
+
     def tasks(self, job_id: str) -> TaskList:
         return TaskList.model_validate(self._request("GET", f"/api/v1/jobs/{job_id}/tasks").json())
 
@@ -409,26 +474,7 @@ class FarmClient:
         if dest.exists() and _sha256(dest) == product.sha256:
             return dest, False
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part")
-        digest = hashlib.sha256()
-        try:
-            with self.http.stream("GET", f"/api/v1/jobs/{job_id}/product", follow_redirects=True) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ClientError(response.status_code, response.text)
-                with tmp.open("wb") as handle:
-                    for block in response.iter_bytes():
-                        digest.update(block)
-                        handle.write(block)
-                        if progress is not None:
-                            progress(len(block))
-        except httpx.TransportError as exc:
-            tmp.unlink(missing_ok=True)
-            raise self._download_failed(exc) from exc
-        if digest.hexdigest() != product.sha256:
-            tmp.unlink(missing_ok=True)
-            raise ClientError(0, "the video arrived corrupted (hash mismatch); run download again")
-        os.replace(tmp, dest)
+        self._save_checked(f"/api/v1/jobs/{job_id}/product", dest, product.sha256, "the video", progress=progress)
         return dest, True
 
     def download(self, job_id: str, out_dir: Path, progress: Progress | None = None) -> tuple[int, int]:
@@ -457,29 +503,9 @@ class FarmClient:
                 if progress is not None:
                     progress(size)
                 continue
-            tmp = dest.with_name(f".{dest.name}.part")
             params = {"layer": layer} if layer is not None else None
-            try:
-                with self.http.stream(
-                    "GET", f"/api/v1/jobs/{job_id}/frames/{number}", params=params, follow_redirects=True
-                ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise ClientError(response.status_code, response.text)
-                    digest = hashlib.sha256()
-                    with tmp.open("wb") as handle:
-                        for block in response.iter_bytes():
-                            digest.update(block)
-                            handle.write(block)
-                            if progress is not None:
-                                progress(len(block))
-            except httpx.TransportError as exc:
-                tmp.unlink(missing_ok=True)
-                raise self._download_failed(exc) from exc
-            if digest.hexdigest() != sha256:
-                tmp.unlink(missing_ok=True)
-                raise ClientError(0, f"frame {number} arrived corrupted (hash mismatch); run download again")
-            os.replace(tmp, dest)
+            path = f"/api/v1/jobs/{job_id}/frames/{number}"
+            self._save_checked(path, dest, sha256, f"frame {number}", params, progress)
             downloaded += 1
         return downloaded, skipped
 

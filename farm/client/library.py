@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from farm.client.api import ClientError, FarmClient
 from farm.contract import LibraryAssetOut, LibraryList, LibraryPublish, LibraryUsage, OperatorReport
@@ -75,26 +72,7 @@ class LibraryClient(FarmClient):
             raise ClientError(0, f"library asset {asset_id} has an unusable file name {asset.filename!r}")
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / name
-        tmp = dest.with_name(f".{name}.part")
-        digest = hashlib.sha256()
-        try:
-            with self.http.stream("GET", f"/api/v1/library/{asset_id}/file", follow_redirects=True) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ClientError(response.status_code, response.text)
-                with tmp.open("wb") as handle:
-                    for block in response.iter_bytes():
-                        digest.update(block)
-                        handle.write(block)
-        except httpx.TransportError as exc:
-            tmp.unlink(missing_ok=True)
-            raise self._download_failed(exc) from exc
-        if digest.hexdigest() != asset.sha256:
-            tmp.unlink(missing_ok=True)
-            raise ClientError(
-                0, f"library asset {asset_id} arrived with sha256 {digest.hexdigest()}, not {asset.sha256}"
-            )
-        os.replace(tmp, dest)
+        self._save_checked(f"/api/v1/library/{asset_id}/file", dest, asset.sha256, f"library asset {asset_id}")
         return dest
 
     def operator_report(self, month: str) -> OperatorReport:

@@ -1,4 +1,5 @@
-"""Client SDK for the studio pipeline (issue 19): resubmit, presets, webhooks and their delivery log."""
+"""Client SDK for the studio pipeline (issue 19): resubmit, presets, webhooks and their delivery log; shared
+presets (issue 20 item 4)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from farm.contract import (
     JobOut,
     PresetList,
     PresetOut,
+    PresetPublish,
     PresetSave,
     ResubmitRequest,
+    SharedPresetList,
+    SharedPresetOut,
     WebhookCreate,
     WebhookCreated,
     WebhookDeliveryList,
@@ -46,6 +50,23 @@ class PipelineClient(FarmClient):
 
     def delete_preset(self, name: str) -> None:
         self._request("DELETE", f"/api/v1/presets/{name}")
+
+    # ---- issue 20 item 4: shared presets ----
+    def shared_presets(self) -> list[SharedPresetOut]:
+        """Shared presets the company may use, its own published ones included (``mine``)."""
+        return SharedPresetList.model_validate(self._request("GET", "/api/v1/shared-presets").json()).presets
+
+    def shared_preset(self, ref: str) -> SharedPresetOut:
+        """A shared preset by ``NAME@PUBLISHER``."""
+        name, _, publisher = ref.partition("@")
+        return SharedPresetOut.model_validate(self._request("GET", f"/api/v1/shared-presets/{publisher}/{name}").json())
+
+    def publish_preset(self, name: str, body: PresetPublish) -> SharedPresetOut:
+        answer = self._request("POST", f"/api/v1/presets/{name}/publish", json=body.model_dump(mode="json"))
+        return SharedPresetOut.model_validate(answer.json())
+
+    def unpublish_preset(self, name: str, company: str | None = None) -> None:
+        self._request("DELETE", f"/api/v1/presets/{name}/publish", params=self._company(company))
 
     @staticmethod
     def _company(company: str | None) -> dict[str, Any]:

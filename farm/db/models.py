@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -18,8 +19,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
+from farm.domain import reasons
 from farm.domain.states import JobStatus, TaskStatus
 
 
@@ -124,6 +126,20 @@ class Job(Base):
     # "job" every chunk waits (an upstream job is unfinished, failed or canceled), "frames" each chunk waits
     # for the same frames of its --frame-match upstream jobs.
     wait: Mapped[str] = mapped_column(String(8), default="", server_default="", index=True)
+    # Issue 16 (migration 0015_reason_codes): the status reason as a code of ``farm.domain.reasons`` with its
+    # parameters, so the monitor shows it in the viewer's language; "" for a reason written as plain text. Set
+    # with the text whenever the text is (the validator below), so they cannot disagree.
+    status_reason_code: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    status_reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    # Who submitted the job: the token's user, else the token's name ("" for jobs older than 0015).
+    submitted_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+    @validates("status_reason")
+    def _code_the_reason(self, key: str, value: str) -> str:
+        text = str(value)[:4000]
+        if isinstance(value, reasons.Reason) or text != self.status_reason:  # the same text again keeps its code
+            self.status_reason_code, self.status_reason_params = reasons.coded(value)
+        return text
 
 
 class Task(Base):
@@ -164,6 +180,15 @@ class TaskAttempt(Base):
     # Integrity (0005): whose fault a failed attempt was (``farm.lifecycle.outcomes.Fault``), and warnings.
     fault: Mapped[str] = mapped_column(String(16), default="", server_default="")
     warning: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Issue 16 (migration 0015_reason_codes): ``reason`` as a code with parameters (see ``Job``).
+    reason_code: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+
+    @validates("reason")
+    def _code_the_reason(self, key: str, value: str) -> str:
+        if isinstance(value, reasons.Reason) or str(value) != self.reason:
+            self.reason_code, self.reason_params = reasons.coded(value)
+        return str(value)
 
 
 class Frame(Base):
@@ -252,6 +277,16 @@ class BlocklistEntry(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Issue 16 (migration 0015_reason_codes): ``reason`` as a code with parameters (see ``Job``).
+    reason_code: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+
+    @validates("reason")
+    def _code_the_reason(self, key: str, value: str) -> str:
+        text = str(value)[:2000]
+        if isinstance(value, reasons.Reason) or text != self.reason:
+            self.reason_code, self.reason_params = reasons.coded(value)
+        return text
 
 
 class JobProduct(Base):
@@ -271,6 +306,16 @@ class JobProduct(Base):
     detail: Mapped[str] = mapped_column(Text, default="")  # e.g. "MPEG4 H264 24 fps, AAC"
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Issue 16 (migration 0017_product_reason_codes): ``reason`` as a code with parameters (see ``Job``).
+    reason_code: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+
+    @validates("reason")
+    def _code_the_reason(self, key: str, value: str) -> str:
+        text = str(value)
+        if isinstance(value, reasons.Reason) or text != self.reason:
+            self.reason_code, self.reason_params = reasons.coded(value)
+        return text
 
 
 class BrowserSessionRow(Base):
@@ -391,3 +436,30 @@ class JobPreset(Base):
     settings: Mapped[dict[str, object]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---- Issue 20 item 4: shared presets (migration 0016_shared_presets) -------------------------------------------
+class SharedPreset(Base):
+    """A company's preset published for others, a copy of its settings at publish time with a description of when
+    to use it. ``visibility`` and grants follow the library's rule (``farm.services.library``): ``all`` or
+    ``listed``. ``by_platform``: published by a platform admin (shown as the platform's practice)."""
+
+    __tablename__ = "shared_presets"
+    __table_args__ = (UniqueConstraint("company_id", "name", name="uq_shared_presets_company_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, object]] = mapped_column(JSON)
+    visibility: Mapped[str] = mapped_column(String(16))
+    by_platform: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SharedPresetGrant(Base):
+    """A company that may use a ``listed`` shared preset."""
+
+    __tablename__ = "shared_preset_grants"
+    preset_id: Mapped[str] = mapped_column(ForeignKey("shared_presets.id", ondelete="CASCADE"), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), primary_key=True)

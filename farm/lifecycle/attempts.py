@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from farm.contract import ChunkFailurePolicy, JobSettings
 from farm.db.models import Frame, Job, Task, TaskAttempt
+from farm.domain import reasons
 from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
 from farm.domain.frames import format_frames
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
@@ -185,13 +186,14 @@ def attempt_ended(
     record_frames(s, task, facts.attempt, facts.frames, now)
     outcome = facts.outcome
     attempt = _attempt_row(s, task.id, facts.attempt)
+    reason = reasons.from_worker(facts.reason)  # issue 16: the worker's "frame N: …" as a code
     started = datetime.fromtimestamp(facts.started_at, UTC)
     ended = datetime.fromtimestamp(facts.ended_at, UTC)
     if attempt is not None:
         attempt.status = outcome.value
         attempt.started_at, attempt.ended_at = started, ended
         attempt.seconds, attempt.blender_seconds = facts.seconds, facts.blender_seconds
-        attempt.exit_code, attempt.reason = facts.exit_code, facts.reason
+        attempt.exit_code, attempt.reason = facts.exit_code, reason
         attempt.log_tail = facts.log_tail[-16_000:]
         attempt.node = facts.node or attempt.node
         attempt.fault = facts.fault.value if outcome is Outcome.FAILED else ""
@@ -217,8 +219,10 @@ def attempt_ended(
                 ),
             )
     fault = facts.fault if facts.fault is not Fault.NONE or outcome is not Outcome.FAILED else Fault.NODE
+    if facts.attempt != task.attempts:
+        return None  # issue 16: the chunk was requeued by hand meanwhile; the report changes only its attempt's row
     was_completed = job.status == JobStatus.COMPLETED
-    settle_attempt(s, job, task, outcome, fault, facts.reason, now, attempt, policy, waits, monotonic)
+    settle_attempt(s, job, task, outcome, fault, reason, now, attempt, policy, waits, monotonic)
     settle_job(s, job, now)
     return job if not was_completed and job.status == JobStatus.COMPLETED else None
 
@@ -245,7 +249,8 @@ def worker_lost(
         attempt.reason = reason
         attempt.fault = Fault.NODE.value if failed else ""
     job = s.get(Job, task.job_id)
-    if job is not None and TaskStatus(task.status) in TASK_IN_FLIGHT:
+    # Issue 16: a worker lost under an attempt of a chunk requeued by hand meanwhile changes only that attempt.
+    if job is not None and TaskStatus(task.status) in TASK_IN_FLIGHT and number == task.attempts:
         outcome, fault = (Outcome.FAILED, Fault.NODE) if failed else (Outcome.LOST, Fault.NONE)
         settle_attempt(s, job, task, outcome, fault, reason, now, attempt, policy, waits, monotonic)
         settle_job(s, job, now)
@@ -301,7 +306,7 @@ def _apply(
         attempt.status, attempt.fault, attempt.reason = Outcome.FAILED.value, Fault.NODE.value, verdict.reason
     if verdict.retry_after_s:
         waits.waits[task.id] = (count, monotonic + verdict.retry_after_s, job.id)
-        job.status_reason = f"{WAITING}{verdict.reason}"[:4000]
+        job.status_reason = reasons.make("waiting", reason=verdict.reason)  # the text starts with WAITING
     else:
         waits.waits.pop(task.id, None)
     if verdict.counts_against_chunk:
@@ -335,7 +340,8 @@ def failure_summary(s: Session, job: Job) -> str:
             select(Task).where(Task.job_id == job.id, Task.status == TaskStatus.FAILED).order_by(Task.index).limit(1)
         )
     )
-    text = f"{job.tasks_failed} of {job.tasks_total} chunk(s) failed"
+    counts = {"failed": job.tasks_failed, "total": job.tasks_total}
+    text = reasons.make("chunks_failed", **counts)
     if failed:
         first = failed[0]
         last = s.scalar(
@@ -344,19 +350,25 @@ def failure_summary(s: Session, job: Job) -> str:
             .order_by(TaskAttempt.number.desc())
             .limit(1)
         )
-        text += f"; chunk {first.index} (frames {format_frames(first.frames)})"
+        chunk = {"chunk": first.index, "frames": format_frames(first.frames)}
+        text = reasons.make("summary_chunk", **counts, **chunk)
         if last is not None:
-            text += f" after {first.failures} attempt(s), last on {last.node or '?'}: {last.reason}"
+            last_reason = reasons.restore(last.reason, last.reason_code, last.reason_params)
+            text = reasons.make(
+                "summary_attempt", **counts, **chunk, attempts=first.failures, node=last.node or "?", reason=last_reason
+            )
     blocked = sorted(blocklist.blocked_nodes(s, job.id))
     if blocked:
-        text += f"; blocklisted: {', '.join(blocked)}"
-    return text[:4000]
+        text = reasons.make("pair", first=text, second=reasons.make("blocklisted", nodes=", ".join(blocked)))
+    return text
 
 
 def fail_job(s: Session, job: Job, task: Task, reason: str, now: datetime) -> None:
     """``on_chunk_failure: fail-job``: the job fails now; its other chunks are canceled (running ones are stopped
     by the scheduler, and frames they already stored are kept)."""
-    why = f"chunk {task.index} (frames {format_frames(task.frames)}) failed {task.failures} time(s): {reason}"
+    why = reasons.make(
+        "chunk_failed", chunk=task.index, frames=format_frames(task.frames), failures=task.failures, reason=reason
+    )
     for other in s.scalars(
         select(Task).where(
             Task.job_id == job.id,
@@ -365,7 +377,7 @@ def fail_job(s: Session, job: Job, task: Task, reason: str, now: datetime) -> No
         )
     ):
         set_task_status(other, TaskStatus.CANCELED, now, "job failed")
-    set_job_status(job, JobStatus.FAILED, now, why[:4000])
+    set_job_status(job, JobStatus.FAILED, now, why)
 
 
 def fail_unplaceable(s: Session, job: Job, reason: str, now: datetime) -> bool:
@@ -375,7 +387,7 @@ def fail_unplaceable(s: Session, job: Job, reason: str, now: datetime) -> bool:
         return False
     for task in s.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))):
         set_task_status(task, TaskStatus.FAILED, now, reason)
-    set_job_status(job, JobStatus.FAILED, now, reason[:4000])
+    set_job_status(job, JobStatus.FAILED, now, reason)  # the column keeps 4000 characters
     return True
 
 
@@ -390,7 +402,7 @@ def recover(s: Session, now: datetime) -> int:
             select(TaskAttempt).where(TaskAttempt.task_id == task.id, TaskAttempt.ended_at.is_(None))
         ):
             attempt.status, attempt.ended_at = Outcome.LOST.value, now
-            attempt.reason = "the scheduler restarted while this attempt ran"
+            attempt.reason = reasons.make("scheduler_restarted")
         job = s.get(Job, task.job_id)
         if job is not None and JobStatus(job.status) in JOB_TERMINAL:
             set_task_status(task, TaskStatus.CANCELED, now, f"job {job.status}")

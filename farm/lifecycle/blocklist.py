@@ -44,11 +44,11 @@ def record_failure(
         entry = BlocklistEntry(job_id=job_id, node=node, failures=0, reason="", updated_at=now)
         session.add(entry)
     elif task_id is not None and _failed_there_before(session, task_id, node, attempt):
-        entry.reason = reason[:2000]
+        entry.reason = reason  # the column keeps 2000 characters, and the reason's code
         entry.updated_at = now
         return False
     entry.failures += 1
-    entry.reason = reason[:2000]
+    entry.reason = reason
     entry.updated_at = now
     if entry.blocked_at is None and entry.failures >= threshold:
         entry.blocked_at = now

@@ -22,6 +22,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from farm.db.models import Frame, Job, JobDependency, Task
+from farm.domain import reasons
 from farm.domain.frames import parse_frames
 from farm.domain.states import JOB_TERMINAL, JobStatus
 
@@ -42,16 +43,14 @@ def decide(edges: Sequence[tuple[Job, bool]]) -> tuple[str, str]:
     stopped = [up for up, _ in edges if JobStatus(up.status) in (JobStatus.FAILED, JobStatus.CANCELED)]
     if stopped:
         first = stopped[0]
-        return WAIT_JOB, (
-            f"{HELD}job {_label(first)} {JobStatus(first.status).value}; retry it (farm retry {first.id}) to "
-            "release this job, or cancel this one"
-        )
+        held = "held_failed" if JobStatus(first.status) is JobStatus.FAILED else "held_canceled"
+        return WAIT_JOB, reasons.make(held, job=_label(first), id=first.id)
     whole = [up for up, match in edges if not match and JobStatus(up.status) is not JobStatus.COMPLETED]
     if whole:
-        return WAIT_JOB, f"{WAITING_FOR}job " + ", ".join(_label(up) for up in whole)
+        return WAIT_JOB, reasons.make("waiting_job", jobs=", ".join(_label(up) for up in whole))
     frames = [up for up, match in edges if match and JobStatus(up.status) is not JobStatus.COMPLETED]
     if frames:
-        return WAIT_FRAMES, f"{WAITING_FOR}frames of job " + ", ".join(_label(up) for up in frames)
+        return WAIT_FRAMES, reasons.make("waiting_frames", jobs=", ".join(_label(up) for up in frames))
     return WAIT_NONE, ""
 
 

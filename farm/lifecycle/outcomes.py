@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from farm.domain import reasons
 from farm.domain.attempts import Fault, Outcome
 from farm.domain.frames import format_frames
 from farm.domain.states import TaskStatus
@@ -82,26 +83,30 @@ def decide(
     """
     if outcome is Outcome.COMPLETED and missing_frames:
         outcome, fault = Outcome.FAILED, Fault.NODE
-        reason = f"the attempt ended without storing frame(s) {_frames(missing_frames)}"
+        reason = reasons.make("frames_missing", frames=_frames(missing_frames))
     if outcome is Outcome.COMPLETED:
         return Verdict(TaskStatus.COMPLETED, "")
     if outcome in (Outcome.CANCELED, Outcome.LOST):
-        return Verdict(TaskStatus.QUEUED, reason or "stopped by the scheduler; requeued")
+        return Verdict(TaskStatus.QUEUED, reason or reasons.make("requeued_by_scheduler"))
     if fault is Fault.STORAGE:
         wait = storage_backoff_s(max(1, storage_waits))
         return Verdict(
             TaskStatus.QUEUED,
-            f"waiting for the object store ({reason}); next try in {wait:g}s",
+            reasons.make("store_wait", detail=reason, wait=f"{wait:g}"),
             retry_after_s=wait,
         )
     if fault is Fault.SCENE:
         return Verdict(
-            TaskStatus.FAILED, f"scene or job error (not retried): {reason}", counts_against_chunk=True, cause=reason
+            TaskStatus.FAILED, reasons.make("scene_error", reason=reason), counts_against_chunk=True, cause=reason
         )
     failures = failures_before + 1
     if failures >= max_attempts:
         return Verdict(
-            TaskStatus.FAILED, f"{failures} attempt(s) failed: {reason}", True, counts_against_node=True, cause=reason
+            TaskStatus.FAILED,
+            reasons.make("attempts_failed", failures=failures, reason=reason),
+            True,
+            counts_against_node=True,
+            cause=reason,
         )
     return Verdict(TaskStatus.SOFT_FAILED, reason, True, counts_against_node=True, cause=reason)
 

@@ -49,14 +49,19 @@ _LOADED = "farm.tallies.rows"
 
 
 def _row(s: Session, series: str, company_id: str, label: str) -> MetricTotal:
-    """The series' row for ``company_id`` and ``label``. A series' rows (one per company and label: few) are read
-    once per transaction, so a dispatch pass that records many chunks pays one query per series, not one per
-    observation (and no autoflush in between)."""
-    loaded: dict[str, dict[tuple[str, str], MetricTotal]] = s.info.setdefault(_LOADED, {})
-    rows = loaded.get(series)
-    if rows is None:
-        rows = {(r.company_id, r.label): r for r in s.scalars(select(MetricTotal).where(MetricTotal.series == series))}
-        loaded[series] = rows
+    """The series' row for ``company_id`` and ``label``. The rows of every series (one per series, company and
+    label: few) are read once per transaction, so a dispatch pass that records many chunks pays one query, not one
+    per series or observation."""
+    loaded: dict[str, dict[tuple[str, str], MetricTotal]] | None = s.info.get(_LOADED)
+    if loaded is None:
+        # Every series at once (a few rows), and without autoflush: a flush here, in the middle of a pass, would
+        # write rows the pass changes again later (an UPDATE per flush instead of one at the commit).
+        loaded = {name: {} for name in BOUNDS}
+        with s.no_autoflush:
+            for r in s.scalars(select(MetricTotal).where(MetricTotal.series.in_(list(BOUNDS)))):
+                loaded.setdefault(r.series, {})[(r.company_id, r.label)] = r
+        s.info[_LOADED] = loaded
+    rows = loaded.setdefault(series, {})
     row = rows.get((company_id, label))
     if row is None:
         row = MetricTotal(series=series, company_id=company_id, label=label, count=0, total=0.0, buckets=[])

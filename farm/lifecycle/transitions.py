@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, object_session
 
 from farm.clock import utc
 from farm.db.models import Job, Task
+from farm.domain import reasons
 from farm.domain.states import (
     JOB_TERMINAL,
     TASK_RUNNABLE,
@@ -131,12 +132,12 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
     if status is JobStatus.CANCEL_REQUESTED and in_flight == 0:
         for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.not_in(list(TASK_TERMINAL)))):
             set_task_status(task, TaskStatus.CANCELED, now, "job canceled", job)
-        set_job_status(job, JobStatus.CANCELED, now, job.status_reason or "canceled by request")
+        set_job_status(job, JobStatus.CANCELED, now, job.status_reason or reasons.make("canceled"))
         return
     if status is JobStatus.PAUSE_REQUESTED and in_flight == 0:
         for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))):
             set_task_status(task, TaskStatus.PAUSED, now, "job paused", job)
-        set_job_status(job, JobStatus.PAUSED, now, "paused by request")
+        set_job_status(job, JobStatus.PAUSED, now, reasons.make("paused"))
         return
     if status in (JobStatus.ACTIVE, JobStatus.QUEUED, JobStatus.PAUSE_REQUESTED):
         if job.tasks_completed == total and total > 0:
@@ -144,4 +145,13 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
                 set_job_status(job, JobStatus.ACTIVE, now)
             set_job_status(job, JobStatus.COMPLETED, now)
         elif job.tasks_failed > 0 and in_flight == 0 and job.tasks_runnable == 0:
-            set_job_status(job, JobStatus.FAILED, now, f"{job.tasks_failed} of {total} chunk(s) failed")
+            set_job_status(
+                job, JobStatus.FAILED, now, reasons.make("chunks_failed", failed=job.tasks_failed, total=total)
+            )
+        elif job.tasks_canceled > 0 and in_flight == 0 and job.tasks_runnable == 0 and job.tasks_paused == 0:
+            # Issue 16: chunks canceled one by one and every other chunk completed. Not "completed": that promises
+            # every frame; the job ends canceled and says so (`retry` renders the canceled chunks).
+            why = reasons.make("chunks_canceled", canceled=job.tasks_canceled, total=total)
+            if status is not JobStatus.QUEUED:
+                set_job_status(job, JobStatus.CANCEL_REQUESTED, now, why)
+            set_job_status(job, JobStatus.CANCELED, now, why)

@@ -3,9 +3,11 @@
 The scheduler never waits for it: when the dispatcher sees a job complete it calls ``PreviewMaker`` (a quick
 database read), which hands the work to a Ray task that asks for no CPU, so it runs even while render slots
 hold every core, and lands on any node with the store. The task fetches the frames, runs ``ffmpeg`` (Debian
-package ``ffmpeg``) and stores ``outputs/<company>/<job>/preview.mp4``. Without ffmpeg, or when the job was
-submitted with ``preview: false``, nothing happens. A failed preview is logged, never fatal: the frames are
-what the customer pays for.
+package ``ffmpeg``) and stores ``outputs/<company>/<job>/preview.mp4``. Frames in a scene-linear format (OpenEXR,
+Radiance HDR) are shown through the display-referred images the render nodes stored with the scene's view transform
+(``farm.media.thumbnails.display_key``); a frame without one is tone-mapped like its thumbnail. Without ffmpeg, or
+when the job was submitted with ``preview: false``, nothing happens. A failed preview is logged, never fatal: the
+frames are what the customer pays for.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from farm.contract import JobSettings
 from farm.db.engine import Database
 from farm.db.models import Frame, Job
 from farm.media import on_this_node
+from farm.media.thumbnails import DISPLAY_WIDTH, LINEAR_SUFFIXES, display_key
 from storage.base import ObjectStore, output_key
 from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PREVIEW_NAME = "preview.mp4"
 FPS = 24
-MAX_WIDTH = 1280
+MAX_WIDTH = DISPLAY_WIDTH
 FFMPEG_TIMEOUT_S = 600.0
 
 
@@ -61,9 +64,15 @@ def ffmpeg_command(pattern: Path, out: Path, fps: int, exr: bool) -> list[str]:
 
 
 def render_preview(
-    store: ObjectStore, company_id: str, job_id: str, frame_keys: list[str], fps: int = FPS
+    store: ObjectStore,
+    company_id: str,
+    job_id: str,
+    frame_keys: list[str],
+    fps: int = FPS,
+    shas: list[str] | None = None,
 ) -> str | None:
-    """Build and store the preview of these frames (in order); returns its key, or None without ffmpeg.
+    """Build and store the preview of these frames (in order); returns its key, or None without ffmpeg. With the
+    frames' ``shas``, scene-linear frames are read from their display-referred images where the store has them.
 
     Raises ``StorageError`` when frames cannot be fetched or the preview cannot be stored, and
     ``RuntimeError`` when ffmpeg fails.
@@ -77,13 +86,15 @@ def render_preview(
     with tempfile.TemporaryDirectory(prefix=f"preview-{job_id}-") as tmp_name:
         tmp = Path(tmp_name)
         # Renumbered 1..N: ffmpeg's image2 demuxer reads a gap-free sequence, and a job may render 1-250x5.
+        linear = ext in LINEAR_SUFFIXES
         for i, key in enumerate(frame_keys, start=1):
-            store.get_file(key, tmp / f"{i:06d}{ext}")
-            if ext == ".exr":
-                # ffmpeg reads neither multi-part nor Blender's multilayer channel names: the Combined pass is
-                # tone-mapped here, the same way as the thumbnails.
-                _exr_to_png(tmp / f"{i:06d}{ext}")
-        if ext == ".exr":
+            if linear:
+                # ffmpeg reads neither multi-part EXR nor Blender's multilayer channel names, and would not apply
+                # the scene's view transform: each frame becomes an 8-bit PNG, from its display-referred image.
+                _display_png(store, key, shas[i - 1] if shas else "", tmp / f"{i:06d}{ext}")
+            else:
+                store.get_file(key, tmp / f"{i:06d}{ext}")
+        if linear:
             ext = ".png"
         out = tmp / PREVIEW_NAME
         command = ffmpeg_command(tmp / f"%06d{ext}", out, fps, exr=False)
@@ -96,25 +107,35 @@ def render_preview(
     return key
 
 
-def _exr_to_png(path: Path) -> None:
-    """Replace an EXR frame by an 8-bit sRGB PNG of its Combined pass (``path`` with ``.png``)."""
+def _display_png(store: ObjectStore, key: str, sha: str, path: Path) -> None:
+    """Write the scene-linear frame ``key`` as an 8-bit PNG at ``path`` with ``.png``: its display-referred image
+    when the render node stored one, else its Combined pass tone-mapped as the thumbnails are."""
     from PIL import Image
 
-    from farm.media.thumbnails import read_exr, tone_map
+    from farm.media.thumbnails import read_linear, tone_map
 
-    Image.fromarray(tone_map(read_exr(path)), "RGB").save(path.with_suffix(".png"), compress_level=1)
+    out = path.with_suffix(".png")
+    view = display_key(key, sha) if sha else ""
+    if view and store.stat(view) is not None:
+        store.get_file(view, path.with_suffix(".jpg"))
+        with Image.open(path.with_suffix(".jpg")) as image:
+            image.convert("RGB").save(out, compress_level=1)
+        path.with_suffix(".jpg").unlink()
+        return
+    store.get_file(key, path)
+    Image.fromarray(tone_map(read_linear(path)), "RGB").save(out, compress_level=1)
     path.unlink()
 
 
 def _preview_task(
-    config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int
+    config: StoreConfig, company_id: str, job_id: str, frame_keys: list[str], fps: int, shas: list[str] | None = None
 ) -> tuple[str | None, str, dict[str, int]]:
     """Body of the Ray task: its own store, since stores do not travel between processes. Returns the preview's
     key (None: no ffmpeg, or nothing to show), why it failed (empty when it did not) and its failed store calls."""
     logging.basicConfig(level=logging.INFO)
     failures = ErrorCounts()
     try:
-        key = render_preview(CountingStore(make_store(config), failures), company_id, job_id, frame_keys, fps)
+        key = render_preview(CountingStore(make_store(config), failures), company_id, job_id, frame_keys, fps, shas)
     except Exception as exc:
         log.exception("job %s: the preview failed", job_id)
         return None, f"{type(exc).__name__}: {exc}", failures.snapshot()
@@ -145,7 +166,8 @@ class PreviewMaker:
             if job is None or not JobSettings.of(job.settings).preview:
                 return
             company_id = job.company_id
-            keys = list(s.scalars(select(Frame.key).where(Frame.job_id == job_id).order_by(Frame.frame)))
+            rows = s.execute(select(Frame.key, Frame.sha256).where(Frame.job_id == job_id).order_by(Frame.frame)).all()
+        keys, shas = [row[0] for row in rows], [row[1] for row in rows]
         if not keys:
             return
         import ray
@@ -156,7 +178,7 @@ class PreviewMaker:
         self._reap()
         # On this (the scheduler's) node: the task carries the store's keys (farm.media.on_this_node).
         task = self._remote.options(**on_this_node())
-        self.pending.append(task.remote(self.store, company_id, job_id, keys, self.fps))
+        self.pending.append(task.remote(self.store, company_id, job_id, keys, self.fps, shas))
 
     def _reap(self) -> None:
         import ray

@@ -1,9 +1,16 @@
-"""Frame thumbnails: a fixed-width JPEG per stored frame, made once and stored. Pillow reads PNG, JPEG, TIFF,
-WebP, BMP and Targa; OpenEXR (plain or Blender's multilayer: the Combined pass of the first view layer) is
-tone-mapped from scene-linear light.
+"""Frame thumbnails: a fixed-width JPEG per stored frame, made once and stored.
+
+Frames in a scene-linear format (OpenEXR, plain or multilayer, and Radiance HDR) get theirs from the render node:
+Blender saves a display-referred copy of each with the scene's own view transform, look, exposure and gamma
+(``workers.display``), and the worker stores it scaled down as the thumbnail and as the frame's preview image
+(``store_display_images``). The monitor serves what is stored first. Frames without one (other formats, whose
+files are display-referred already, and frames stored before the render nodes made them) get a thumbnail made on
+first request: Pillow reads PNG, JPEG, TIFF, WebP, BMP and Targa; OpenEXR (the Combined pass of the first view
+layer) and Radiance HDR are tone-mapped from scene-linear light with ``tone_map``, a Standard-like curve.
 
 A thumbnail lives next to its frame in the object store, ``outputs/<company>/<job>/thumbs/<stem>.<sha>.jpg``; the
-frame's hash is part of the name so a frame rendered again (a retried chunk) never shows a stale picture.
+frame's hash is part of the name so a frame rendered again (a retried chunk) never shows a stale picture. The
+preview image is ``thumbs/<stem>.<sha>.view.jpg``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ log = logging.getLogger(__name__)
 
 #: Width of every thumbnail in pixels; the height keeps the frame's aspect ratio.
 THUMB_WIDTH = 160
+#: Widest frame of the preview movie, and of the display-referred preview image of a frame.
+DISPLAY_WIDTH = 1280
+#: Suffixes of files that hold scene-linear light (tone-mapped when the render node left no display copy).
+LINEAR_SUFFIXES = frozenset({".exr", ".hdr"})
 #: JPEG quality: small files, still clear at 160 px.
 JPEG_QUALITY = 82
 #: Frames above this size are not decoded for a thumbnail (protects the API process from huge uploads).
@@ -38,6 +49,12 @@ def thumb_key(frame_key: str, sha256: str) -> str:
     """Where the thumbnail of the frame stored at ``frame_key`` (with hash ``sha256``) is kept."""
     path = PurePosixPath(check_key(frame_key))
     return check_key(f"{path.parent}/thumbs/{path.stem}.{sha256[:16]}.jpg")
+
+
+def display_key(frame_key: str, sha256: str) -> str:
+    """Where the display-referred preview image (at most ``DISPLAY_WIDTH`` wide) of a scene-linear frame is kept."""
+    path = PurePosixPath(check_key(frame_key))
+    return check_key(f"{path.parent}/thumbs/{path.stem}.{sha256[:16]}.view.jpg")
 
 
 def tone_map(rgb: NDArray[np.float32]) -> NDArray[np.uint8]:
@@ -97,10 +114,26 @@ def read_exr(path: Path) -> NDArray[np.float32]:
     return np.stack([p for p in planes if p is not None], axis=-1)
 
 
+def read_linear(path: Path, width: int | None = None) -> NDArray[np.float32]:
+    """Scene-linear RGB (H, W, 3) of an OpenEXR or Radiance HDR file (with ``width``, HDR rows and columns are
+    skipped down to about twice that width: environment maps are large)."""
+    if path.suffix.lower() == ".hdr":
+        from farm.media.radiance import read_hdr
+
+        return read_hdr(path, max_width=width)
+    return read_exr(path)
+
+
 def make_thumbnail(path: Path, width: int = THUMB_WIDTH) -> bytes:
     """JPEG bytes of the image at ``path`` scaled to ``width`` pixels wide (never enlarged)."""
-    if path.suffix.lower() == ".exr":
-        image = Image.fromarray(tone_map(read_exr(path)), "RGB")
+    return encode_jpeg(load_rgb(path, width), width, JPEG_QUALITY)
+
+
+def load_rgb(path: Path, width: int | None = None) -> Image.Image:
+    """The image at ``path`` as 8-bit RGB for showing: scene-linear files tone-mapped, alpha over neutral grey.
+    ``width`` is a hint: a large HDR file is read at about twice that width."""
+    if path.suffix.lower() in LINEAR_SUFFIXES:
+        image = Image.fromarray(tone_map(read_linear(path, width)), "RGB")
     else:
         try:
             with Image.open(path) as opened:
@@ -108,7 +141,10 @@ def make_thumbnail(path: Path, width: int = THUMB_WIDTH) -> bytes:
                 image = opened.copy()
         except Exception as exc:
             raise BadRequest(f"{path.name} is not an image Pillow can read: {exc}") from exc
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        opaque = image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255
+        if opaque:
+            image = image.convert("RGB")  # nothing to show through: skip the composite (render nodes, large frames)
+        elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             # Frames with alpha are shown over a neutral grey, as an artist's viewer would.
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (96, 96, 96, 255))
@@ -117,12 +153,43 @@ def make_thumbnail(path: Path, width: int = THUMB_WIDTH) -> bytes:
             array = np.asarray(image, dtype=np.float32)
             image = Image.fromarray((array * (255.0 / max(float(array.max()), 1.0))).astype(np.uint8))
         image = image.convert("RGB")
+    return image
+
+
+def encode_jpeg(image: Image.Image, width: int, quality: int) -> bytes:
+    """JPEG bytes of ``image`` scaled to ``width`` pixels wide (never enlarged)."""
     w, h = image.size
     if w > width:
-        image = image.resize((width, max(1, round(h * width / w))), Image.Resampling.LANCZOS)
+        # reducing_gap: a cheap box reduction first, Lanczos for the last factor (a 1080p frame in a few ms).
+        image = image.resize((width, max(1, round(h * width / w))), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    image.save(buffer, "JPEG", quality=quality, optimize=True)
     return buffer.getvalue()
+
+
+def store_display_images(store: ObjectStore, frame_key: str, sha256: str, display: Path) -> bool:
+    """Store the thumbnail and the preview image of a scene-linear frame made from ``display``, Blender's
+    display-referred copy of it (``workers.display``). Best effort, on the render node: False (and a log line)
+    when the copy is unreadable or the store refuses, and the monitor makes a tone-mapped thumbnail instead."""
+    try:
+        image = load_rgb(display)
+        if image.width > DISPLAY_WIDTH:
+            image = image.resize(
+                (DISPLAY_WIDTH, max(1, round(image.height * DISPLAY_WIDTH / image.width))),
+                Image.Resampling.LANCZOS,
+                reducing_gap=3.0,
+            )
+        view = encode_jpeg(image, DISPLAY_WIDTH, 90)
+        thumb = encode_jpeg(image, THUMB_WIDTH, JPEG_QUALITY)
+        with tempfile.TemporaryDirectory(prefix="farm-display-") as tmp:
+            for key, data in ((display_key(frame_key, sha256), view), (thumb_key(frame_key, sha256), thumb)):
+                out = Path(tmp) / "image.jpg"
+                out.write_bytes(data)
+                store.put_file(key, out)  # the thumbnail last: once it is there, so is the preview image
+    except (BadRequest, StorageError, OSError) as exc:
+        log.warning("frame %s: its display-referred thumbnail was not stored (%s)", frame_key, exc)
+        return False
+    return True
 
 
 def _lock_for(key: str) -> threading.Lock:

@@ -37,6 +37,7 @@ from farm.clock import Clock
 from farm.contract import JobSettings, OutputFormat, check_relative_path
 from farm.db.engine import Database
 from farm.db.models import Frame, Job
+from farm.domain import reasons
 from farm.domain.inputs import input_owner
 from farm.media import on_this_node
 from farm.media.video_ffmpeg import UnsupportedVideo, VideoSettings, encode_command, frame_rate
@@ -175,9 +176,9 @@ def _encode(
 ) -> ProductFacts:
     settings = VideoSettings.from_json(scene.get("settings", {}))
     if shutil.which("ffmpeg") is None:
-        return facts(video=True, reason="ffmpeg is not installed on the node that encodes videos")
+        return facts(video=True, reason=reasons.make("video_no_ffmpeg"))  # issue 16: coded, shown in any language
     if not job.frames:
-        return facts(video=True, reason="the job has no stored frames to encode")
+        return facts(video=True, reason=reasons.make("video_no_frames"))
     numbers = [number for number, _key in job.frames]
     step = frame_step(numbers)
     rate = frame_rate(settings.fps, settings.fps_base, step)
@@ -310,7 +311,7 @@ class VideoMaker:
                 if facts.storage_errors and self.store_errors is not None:
                     self.store_errors(facts.storage_errors)
             except Exception as exc:
-                facts = ProductFacts(job_id=job_id, video=True, reason=f"the encode task was lost: {exc}")
+                facts = ProductFacts(job_id=job_id, video=True, reason=reasons.make("video_lost", detail=str(exc)))
             with self.db.session() as s:
                 products.record(s, facts, self.clock.now())
             del self.pending[ref]  # only once recorded: a database error leaves it for the next turn

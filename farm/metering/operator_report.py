@@ -44,6 +44,7 @@ from farm.db.engine import Database
 from farm.db.models import Company, Job, LibraryAsset, LibraryUse, Task, TaskAttempt, UsageEntry, WorkerBeat
 from farm.metering import ledger
 from farm.metering.ledger import month_bounds
+from farm.metering.money import DEFAULT_CURRENCY
 from farm.services.auth import Principal, require
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def _library(session: Session, start: datetime, end: datetime) -> LibraryReuse:
     return LibraryReuse(assets_live=live, uses=uses, uploads_avoided=uploads, bytes_avoided=avoided)
 
 
-def build(session: Session, who: Principal, month: str) -> OperatorReport:
+def build(session: Session, who: Principal, month: str, currency: str = DEFAULT_CURRENCY) -> OperatorReport:
     """The report for ``month`` (``YYYY-MM``); platform admins only."""
     require(who, Role.PLATFORM_ADMIN, "the operator's report")
     start, end = month_bounds(month)
@@ -331,7 +332,7 @@ def build(session: Session, who: Principal, month: str) -> OperatorReport:
                 ],
             )
         )
-    return OperatorReport(month=month, pools=pools, library=_library(session, start, end))
+    return OperatorReport(month=month, currency=currency, pools=pools, library=_library(session, start, end))
 
 
 # ---- output ----------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from farm.db.models import Company, Job, UsageEntry
+from farm.domain import reasons
 from farm.metering.ledger import month_bounds
 
 QUOTA_PREFIX = "quota exceeded: "
@@ -52,10 +53,14 @@ def over_budget(company: Company, resource: str, used_hours: float, month: str) 
     budget = budget_hours(company, resource)
     if budget is None or used_hours < budget:
         return None
-    return (
-        f"{QUOTA_PREFIX}{company.name} used {used_hours:.2f} of its {budget:g} {resource.upper()}-hour budget "
-        f"for {month}; the job waits and runs once the budget is raised "
-        f"(farm admin company update {company.name} --{resource}-hours-budget HOURS) or next month"
+    return reasons.make(  # the text starts with QUOTA_PREFIX
+        "quota",
+        company=company.name,
+        used=f"{used_hours:.2f}",
+        budget=f"{budget:g}",
+        resource=resource.upper(),
+        month=month,
+        flag=resource,
     )
 
 

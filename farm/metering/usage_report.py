@@ -18,6 +18,7 @@ from farm.contract import UsageCompany, UsageReport, UsageRow
 from farm.db.models import Company, Job, UsageEntry
 from farm.metering import quota
 from farm.metering.ledger import month_bounds
+from farm.metering.money import DEFAULT_CURRENCY
 from farm.services import companies
 from farm.services.auth import USAGE_ROLE, Principal, require
 
@@ -25,9 +26,15 @@ CSV_COLUMNS = ["company", "job_id", "job_name", "resource", "seconds", "hours", 
 
 
 def build(
-    session: Session, who: Principal, month: str | None, company: str | None = None, per_job: bool = False
+    session: Session,
+    who: Principal,
+    month: str | None,
+    company: str | None = None,
+    per_job: bool = False,
+    currency: str = DEFAULT_CURRENCY,
 ) -> UsageReport:
-    """The report the caller may see; ``company`` narrows a platform admin's view to one company."""
+    """The report the caller may see; ``company`` narrows a platform admin's view to one company; costs are in
+    ``currency`` (the rate cards', ``FARM_CURRENCY``)."""
     require(who, USAGE_ROLE, "reading usage")
     if company is not None:
         scope: list[Company] = [companies.get(session, who, company)]
@@ -80,7 +87,13 @@ def build(
                 cpu_hours_budget=quota.budget_hours(owner, "cpu"),
             )
         )
-    return UsageReport(month=month, rows=per_job_rows if per_job else totals, totals=totals, companies=summary)
+    return UsageReport(
+        month=month,
+        currency=currency,
+        rows=per_job_rows if per_job else totals,
+        totals=totals,
+        companies=summary,
+    )
 
 
 def to_csv(report: UsageReport) -> str:
@@ -90,8 +103,16 @@ def to_csv(report: UsageReport) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in report.rows:
         writer.writerow(
-            [r.company, r.job_id or "", r.job_name or "", r.resource, f"{r.seconds:.3f}", f"{r.hours:.6f}",
-             f"{r.rate:g}", f"{r.cost:.6f}"]
+            [
+                r.company,
+                r.job_id or "",
+                r.job_name or "",
+                r.resource,
+                f"{r.seconds:.3f}",
+                f"{r.hours:.6f}",
+                f"{r.rate:g}",
+                f"{r.cost:.6f}",
+            ]
         )
     return buffer.getvalue()
 

@@ -20,6 +20,7 @@ from farm.db.models import Company, Frame, Job, UsageEntry
 from farm.domain.frames import parse_frames
 from farm.domain.states import JobStatus
 from farm.errors import Conflict
+from farm.metering.money import DEFAULT_CURRENCY
 
 
 def band(values: list[float]) -> float:
@@ -31,8 +32,9 @@ def band(values: list[float]) -> float:
     return max(0.25, 2 * spread)
 
 
-def estimate(session: Session, job: Job) -> EstimateOut:
-    """The estimate a sample job gives (409 if the job is not an estimate's)."""
+def estimate(session: Session, job: Job, currency: str = DEFAULT_CURRENCY) -> EstimateOut:
+    """The estimate a sample job gives, its rate and costs in ``currency`` (the farm's ``FARM_CURRENCY``); 409 if
+    the job is not an estimate's."""
     settings = JobSettings.of(job.settings)
     if settings.estimate_for is None:
         raise Conflict(f"job {job.id} is not an estimate (submit one with farm estimate)")
@@ -57,6 +59,7 @@ def estimate(session: Session, job: Job) -> EstimateOut:
 
     return EstimateOut(
         job_id=job.id,
+        currency=currency,
         status=JobStatus(job.status),
         frames=settings.estimate_for,
         frames_total=len(frames),

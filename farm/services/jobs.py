@@ -5,20 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, true
 from sqlalchemy.orm import Session
 
 from farm.clock import new_id, utc
 from farm.contract import AttemptOut, FrameLayerOut, FrameOut, JobCreate, JobOut, JobSettings, TaskOut
 from farm.db import bulk
 from farm.db.engine import take_sqlite_write_lock
-from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
+from farm.db.models import ApiToken, Blob, Company, Frame, Job, Task, TaskAttempt, User
 from farm.domain.frames import chunk_frames, format_frames, parse_frames
 from farm.domain.order import in_order
 from farm.domain.states import TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.errors import MissingBlobs, NotFound
 from farm.lifecycle import notify
-from farm.lifecycle.actions import available
+from farm.lifecycle.actions import available, chunk_available
 from farm.services import dependencies, library, presets, products
 from farm.services.auth import Principal
 from farm.services.limits import JobLimits, check_job
@@ -48,6 +48,7 @@ def create_job(
         name=spec.name,
         status=JobStatus.QUEUED.value,
         status_reason="",
+        submitted_by=submitter(session, who),
         priority=spec.priority,
         frames=spec.frames,
         chunk_size=spec.chunk_size,
@@ -93,6 +94,15 @@ def create_job(
     return job
 
 
+def submitter(session: Session, who: Principal) -> str:
+    """Who a job of ``who`` is submitted by (issue 16): the token's user, else the token's name, else its id."""
+    token = session.get(ApiToken, who.token_id)
+    if token is None:
+        return who.token_id
+    user = session.get(User, token.user_id) if token.user_id else None
+    return user.name if user is not None else token.name or token.id
+
+
 def _manifest(spec: JobCreate, shared: dict[str, str], company_id: str) -> dict[str, dict[str, object]]:
     """The manifest as stored: library assets' entries name their publisher (``farm.domain.inputs``)."""
     manifest: dict[str, dict[str, object]] = {path: entry.model_dump() for path, entry in spec.manifest.items()}
@@ -110,7 +120,7 @@ def get_job(session: Session, who: Principal, job_id: str, lock: bool = False) -
         query = query.with_for_update().execution_options(populate_existing=True)
     job = session.scalar(query)
     if job is None:
-        raise NotFound(f"job {job_id!r} not found")
+        raise NotFound(f"job {job_id!r} not found", code="no_such_job", params={"job": job_id})
     return job
 
 
@@ -172,6 +182,9 @@ def _job_out(job: Job, names: dict[str, str]) -> JobOut:
         tasks_total=job.tasks_total,
         tasks_done=job.tasks_completed,
         status_reason=job.status_reason,
+        status_reason_code=job.status_reason_code,
+        status_reason_params=job.status_reason_params,
+        submitted_by=job.submitted_by,
         created_at=utc(job.created_at),
         started_at=utc(job.started_at) if job.started_at else None,
         finished_at=utc(job.finished_at) if job.finished_at else None,
@@ -181,23 +194,27 @@ def _job_out(job: Job, names: dict[str, str]) -> JobOut:
     )
 
 
-def tasks_out(session: Session, job: Job) -> list[TaskOut]:
-    """Every chunk of the job with its attempts."""
-    tasks = list(session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.index)))
+def tasks_out(session: Session, job: Job, only: str | None = None) -> list[TaskOut]:
+    """Every chunk of the job with its attempts (``only``: just the chunk with that id)."""
+    one = (Task.id == only) if only is not None else true()
+    tasks = list(session.scalars(select(Task).where(Task.job_id == job.id, one).order_by(Task.index)))
     attempts: dict[str, list[TaskAttempt]] = {}
     for attempt in session.scalars(
         select(TaskAttempt)
         .join(Task, Task.id == TaskAttempt.task_id)
-        .where(Task.job_id == job.id)
+        .where(Task.job_id == job.id, one)
         .order_by(TaskAttempt.number)
     ):
         attempts.setdefault(attempt.task_id, []).append(attempt)
     done: dict[str, int] = {
         str(task_id): int(count)
         for task_id, count in session.execute(
-            select(Frame.task_id, func.count()).where(Frame.job_id == job.id).group_by(Frame.task_id)
+            select(Frame.task_id, func.count())
+            .where(Frame.job_id == job.id, (Frame.task_id == only) if only is not None else true())
+            .group_by(Frame.task_id)
         )
     }
+    job_status = JobStatus(job.status)
     return [
         TaskOut(
             id=task.id,
@@ -205,6 +222,7 @@ def tasks_out(session: Session, job: Job) -> list[TaskOut]:
             frames=format_frames(task.frames),
             status=TaskStatus(task.status),
             frames_done=done.get(task.id, 0),
+            actions=[a.value for a in chunk_available(job_status, TaskStatus(task.status))],  # issue 16
             attempts=[
                 AttemptOut(
                     number=a.number,

@@ -16,6 +16,7 @@ from farm.clock import utc
 from farm.contract import PRESET_FIELDS, JobCreate, JobSettings, PresetOut, PresetSave, PresetSettings
 from farm.db.models import Job, JobPreset
 from farm.errors import NotFound, ValidationFailed
+from farm.services import presets_shared
 from farm.services.auth import Principal
 
 #: Presets one company may hold.
@@ -86,10 +87,10 @@ def delete(session: Session, who: Principal, name: str) -> None:
 
 def apply(session: Session, who: Principal, spec: JobCreate) -> JobCreate:
     """``spec`` with its preset's settings where it set none (404 for an unknown preset, 422 if the result breaks
-    a rule)."""
+    a rule); the preset is the company's own or a shared one (``presets_shared.resolve``)."""
     if spec.preset is None:
         return spec
-    stored = _row(session, who, spec.preset).settings
+    stored = presets_shared.resolve(session, who, spec.preset)
     given = spec.model_dump(mode="json", include=spec.model_fields_set)
     merged = {**{k: v for k, v in stored.items() if k in PRESET_FIELDS}, **given}
     try:

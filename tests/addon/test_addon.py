@@ -24,17 +24,7 @@ DRIVER = Path(__file__).with_name("driver.py")
 TEXTURE = "textures/checker.png"
 
 
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zip exactly as an artist gets it: built by the CLI entry point."""
-    out_dir = tmp_path_factory.mktemp("addon-dist")
-    farm_cli = Path(sys.executable).with_name("farm")
-    result = subprocess.run(
-        [str(farm_cli), "addon", "build", "--out", str(out_dir)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    (zip_path,) = out_dir.glob("render_farm-*.zip")
-    return zip_path
+# addon_zip: tests/addon/conftest.py (built once per session, shared with test_platform.py).
 
 
 def _project(sample_blend: Path, dest: Path, with_texture: bool = True) -> Path:

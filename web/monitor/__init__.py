@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from web.monitor import bulk, logs, resubmit, streams
+from web.monitor import bulk, job_forms, logs, resubmit, streams
 from web.monitor.routes import router
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -18,6 +18,7 @@ def install(app: FastAPI) -> None:
     """Add the monitor's pages and its static files (served without a session) to ``app``."""
     app.include_router(bulk.router)  # before the job routes: /jobs/bulk is no job
     app.include_router(resubmit.router)  # before /jobs/{id}/{action}, which would take it for an action
+    app.include_router(job_forms.router)  # issue 16: chunk actions, priority (before /jobs/{id}/{action} too)
     app.include_router(router)
     app.include_router(streams.router)
     app.include_router(logs.router)

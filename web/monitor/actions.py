@@ -25,6 +25,8 @@ from web import routes_control
 from web.deps import AppContext, act_on_job
 
 ACTIONS: tuple[str, ...] = (Action.CANCEL.value, Action.PAUSE.value, Action.RESUME.value, Action.RETRY.value)
+#: What the jobs list's bulk form offers: the plain actions, and setting the priority (issue 16).
+BULK_ACTIONS: tuple[str, ...] = (*ACTIONS, Action.PRIORITY.value)
 
 _CARRY_OUT: dict[str, Callable[[Session, Job, datetime], object]] = {
     Action.CANCEL.value: control.request_cancel,
@@ -75,6 +77,11 @@ async def perform(app: FastAPI, ctx: AppContext, who: Principal, job_id: str, ac
     if carry_out is None:
         raise NotFound(f"this server has no {action!r} action for jobs")
     await run_in_threadpool(act_on_job, ctx, who, job_id, carry_out)
+
+
+def may_set_priority(status: JobStatus) -> bool:
+    """Whether the job page offers its priority form: the actions table's rule for a priority change."""
+    return status in RULES[Action.PRIORITY].acts_in
 
 
 def may_unblock(who: Principal) -> bool:

@@ -61,7 +61,10 @@ async def resubmit(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response
         with ctx.db.session() as s:
             job = jobops.get_job(s, v.who, job_id)  # 404 for another company's job
             if job.company_id != v.who.company_id:
-                raise Forbidden("only the job's own company can resubmit it (its inputs are that company's)")
+                raise Forbidden(
+                    "only the job's own company can resubmit it (its inputs are that company's)",
+                    code="resubmit_company",
+                )
             return resubmit_spec(job, form)
 
     spec = await run_in_threadpool(_spec)

@@ -33,6 +33,7 @@ from farm.services import jobs as jobops
 from farm.services import products
 from farm.services.auth import Principal, resolve_token
 from storage.base import output_key
+from web import errors as web_errors
 from web import i18n, session
 from web.deps import AppContext, Ctx
 from web.monitor import actions, live, views
@@ -79,7 +80,7 @@ class PageRoute(APIRoute):
                     return RedirectResponse("/login", status_code=303)
                 return Response("log in first", status_code=401, media_type="text/plain")
             except FarmError as exc:
-                return error_page(request, exc.status_code, exc.message)
+                return error_page(request, exc.status_code, exc.message, exc)
 
         return handle
 
@@ -94,10 +95,12 @@ def locale_of(request: Request) -> i18n.Translator:
     )
 
 
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str, error: FarmError | None = None) -> HTMLResponse:
     """An error as a page in the viewer's language, with the header, navigation and language switch of every page
-    when the request has a session (the detail stays as the farm wrote it)."""
+    when the request has a session: a coded ``error`` in that language (issue 16), any other detail as the farm
+    wrote it."""
     t = locale_of(request)
+    said = web_errors.localized(t, error) if error is not None else None
     who: Principal | None = None
     csrf = ""
     ctx: AppContext | None = getattr(request.app.state, "ctx", None)
@@ -113,7 +116,7 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(
         request,
         "error.html",
-        {"t": t, "viewer": who, "csrf": csrf, "status": status, "message": message, "nav": ""},
+        {"t": t, "viewer": who, "csrf": csrf, "status": status, "message": message, "localized": said, "nav": ""},
         status_code=status,
     )
 
@@ -265,7 +268,11 @@ async def switch_language(request: Request, ctx: Ctx) -> Response:
     form = await check_post(request, ctx)
     code = form.get("lang", "")
     if code not in i18n.LOCALES:
-        raise ValidationFailed(f"language {code!r} is not one of {', '.join(i18n.LOCALES)}")
+        raise ValidationFailed(
+            f"language {code!r} is not one of {', '.join(i18n.LOCALES)}",
+            code="language",
+            params={"given": repr(code), "locales": ", ".join(i18n.LOCALES)},
+        )
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
     response.set_cookie(
         i18n.LANG_COOKIE, code, max_age=365 * 86400, path="/", samesite="lax", secure=request.url.scheme == "https"
@@ -286,8 +293,8 @@ def row_json(t: i18n.Translator, row: views.JobRow, app_actions: frozenset[str])
         "id": row.id,
         "status": row.status.value,
         "status_label": t("status." + row.status.value),
-        "reason": row.status_reason,
-        "severity": actions.severity(row.status),
+        "reason": views.reason_text(t, row.status_reason, row.reason_code, row.reason_params),  # issue 16: coded
+        "severity": views.reason_severity(row.reason_code, actions.severity(row.status)),
         "fraction": round(row.fraction, 4),
         "percent": t.percent(row.fraction),
         "frames": t("jobs.frames_of", done=t.number(row.frames_done), total=t.number(row.frames_total)),
@@ -300,6 +307,7 @@ def row_json(t: i18n.Translator, row: views.JobRow, app_actions: frozenset[str])
         "terminal": row.terminal,
         "retry_label": t("action.retry" if row.tasks_failed else "action.retry_canceled"),
         "actions": actions.shown(app_actions, row.status, row.tasks_failed, row.tasks_done < row.tasks_total),
+        "edit_priority": actions.may_set_priority(row.status),  # issue 16: the priority form, shown live
     }
 
 
@@ -333,7 +341,7 @@ def jobs_page(
         sorts=list(views.SORTS),
         topic=f"list:{query.encode()}",
         row_json=lambda r: row_json(v.t, r, app_actions),
-        bulk_actions=[a for a in actions.ACTIONS if a in app_actions],
+        bulk_actions=[a for a in actions.BULK_ACTIONS if a in app_actions or a == "priority"],  # issue 16
         bulk=bulk_result(request),
     )
 
@@ -354,15 +362,17 @@ def bulk_result(request: Request) -> BulkResult | None:
         action, done, refused = q.get("bulk", ""), int(q.get("done", "")), int(q.get("refused", ""))
     except ValueError:
         return None
-    return BulkResult(action, done, refused) if action in actions.ACTIONS and done >= 0 and refused >= 0 else None
+    known = action in actions.BULK_ACTIONS  # issue 16: priority too
+    return BulkResult(action, done, refused) if known and done >= 0 and refused >= 0 else None
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
     """One job: progress, chunks, frames, log, preview and actions."""
     with ctx.db.session() as s:
-        detail = views.job_detail(s, v.who, job_id, ctx.clock.now(), v.t)
+        detail = views.job_detail(s, v.who, job_id, ctx.clock.now(), v.t, ctx.settings.currency)
         product = products.products_out(s, [detail.job.id]).get(detail.job.id)  # issue 13: the scene's video
+        product_reason = views.product_reason(s, v.t, detail.job.id) if product is not None else ""
     has_preview = ctx.store.stat(detail.preview_key) is not None
     app_actions = actions.available(request.app)
     return page(
@@ -375,6 +385,7 @@ def job_page(request: Request, job_id: str, v: Seen, ctx: Ctx) -> Response:
         job=detail.job,
         has_preview=has_preview,
         product=product,
+        product_reason=product_reason,
         all_actions=[a for a in actions.ACTIONS if a in app_actions],
         shown_actions=row_json(v.t, detail.job, app_actions)["actions"],
         state=row_json(v.t, detail.job, app_actions),
@@ -417,7 +428,11 @@ async def job_action(request: Request, job_id: str, action: str, v: Seen, ctx: C
     """Cancel, pause, resume or retry from the job page; answers with the job page again."""
     await check_post(request, ctx)
     if action not in actions.ACTIONS:
-        raise NotFound(f"jobs have no {action!r} action; use one of {', '.join(actions.ACTIONS)}")
+        raise NotFound(
+            f"jobs have no {action!r} action; use one of {', '.join(actions.ACTIONS)}",
+            code="no_such_action",
+            params={"given": repr(action), "actions": ", ".join(actions.ACTIONS)},
+        )
     await actions.perform(request.app, ctx, v.who, job_id, action)
     log.info("job %s: %s requested from the monitor by token %s", job_id, action, v.who.token_id)
     return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
@@ -579,6 +594,6 @@ def usage_page(
 def usage_body(v: Viewer, ctx: AppContext, month: str) -> str:
     """The usage page's chart and table for ``month``, as the page renders it and the stream sends it."""
     with ctx.db.session() as s:
-        rows = views.usage(s, v.who, month)
+        rows = views.usage(s, v.who, month, ctx.settings.currency)
     top = max([max(r.gpu_hours, r.cpu_hours) for r in rows] + [0.0])
     return TEMPLATES.get_template("_usage.html").render(t=v.t, rows=rows, month=month, top=top or 1.0)

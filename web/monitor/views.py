@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import func, or_, select
@@ -12,11 +13,13 @@ from sqlalchemy.orm import Session
 
 from farm.clock import utc
 from farm.contract import BlockedNode, JobSettings, TaskOut
-from farm.db.models import Blob, Company, Frame, Job, Task, TaskAttempt
+from farm.db.models import Blob, Company, Frame, Job, JobProduct, Task, TaskAttempt
+from farm.domain import reasons
 from farm.domain.frames import parse_frames
 from farm.domain.states import JOB_TERMINAL, JobStatus, TaskStatus
 from farm.lifecycle import control
-from farm.metering import ledger
+from farm.metering import ledger, money
+from farm.metering.money import DEFAULT_CURRENCY
 from farm.services import jobs as jobops
 from farm.services.auth import USAGE_ROLE, Principal, require
 from storage.base import output_key
@@ -52,6 +55,11 @@ class JobRow:
     chunk_size: int = 1
     settings: JobSettings = field(default_factory=JobSettings)
     tasks_failed: int = 0
+    #: The status reason's code and parameters (``farm.domain.reasons``; "" for a reason stored as plain text).
+    reason_code: str = ""
+    reason_params: dict[str, Any] | None = None
+    #: The token's user (or the token's name) that submitted the job; "" for jobs from before it was recorded.
+    submitted_by: str = ""
 
     @property
     def fraction(self) -> float:
@@ -147,6 +155,9 @@ def _row(
         chunk_size=job.chunk_size,
         settings=JobSettings.of(job.settings),
         tasks_failed=tasks.get(TaskStatus.FAILED.value, 0),
+        reason_code=job.status_reason_code,
+        reason_params=job.status_reason_params,
+        submitted_by=job.submitted_by,
     )
 
 
@@ -214,12 +225,13 @@ SORTS = {
     "status": Job.status,
     "priority": Job.priority,
     "frames": Job.frames_total,
+    "submitter": Job.submitted_by,
 }
 
 
 @dataclass(frozen=True)
 class ListQuery:
-    """What the jobs list shows: status filter, search (name or id), sort column and direction, page."""
+    """What the jobs list shows: status filter, search (name, id or submitter), sort column and direction, page."""
 
     status: JobStatus | None = None
     search: str = ""
@@ -274,7 +286,13 @@ def job_page(
         conditions.append(Job.status == query.status.value)
     if query.search:
         pattern = "%" + query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append(or_(Job.name.ilike(pattern, escape="\\"), Job.id.ilike(pattern, escape="\\")))
+        conditions.append(
+            or_(
+                Job.name.ilike(pattern, escape="\\"),
+                Job.id.ilike(pattern, escape="\\"),
+                Job.submitted_by.ilike(pattern, escape="\\"),
+            )
+        )
     rows, count = rows.where(*conditions), count.where(*conditions)
     column = SORTS[query.sort]
     order = column.desc() if query.descending else column.asc()
@@ -327,14 +345,27 @@ class JobDetail:
     settings: dict[str, object] = field(default_factory=dict)
     #: Nodes that failed chunks of the job, blocked ones first (``blocked`` ones get no more of its chunks).
     blocklist: list[BlockedNode] = field(default_factory=list)
+    #: What the job cost so far at its company's rate card (None: no rate card, or the viewer may not see costs).
+    cost: float | None = None
+    currency: str = DEFAULT_CURRENCY
 
 
-def job_detail(session: Session, who: Principal, job_id: str, now: datetime, t: Translator | None = None) -> JobDetail:
-    """The job page's data (log titles in ``t``'s language); ``NotFound`` for a job the caller may not see."""
+def job_detail(
+    session: Session,
+    who: Principal,
+    job_id: str,
+    now: datetime,
+    t: Translator | None = None,
+    currency: str = DEFAULT_CURRENCY,
+) -> JobDetail:
+    """The job page's data (reasons and log titles in ``t``'s language, the cost in ``currency`` for those who may
+    read costs); ``NotFound`` for a job the caller may not see."""
     job = jobops.get_job(session, who, job_id)
     company = session.get(Company, job.company_id)
     row = _rows(session, [(job, company.name if company else "")], now)[0]
     tasks = jobops.tasks_out(session, job)
+    if t is not None:
+        tasks = translated_attempts(session, job, tasks, t)
     stored = {
         int(frame): (str(name), str(sha)[:12])
         for frame, name, sha in session.execute(
@@ -355,8 +386,63 @@ def job_detail(session: Session, who: Principal, job_id: str, now: datetime, t: 
         log=log_blocks(tasks, t),
         preview_key=output_key(job.company_id, job.id, "preview.mp4"),
         settings=dict(job.settings),
-        blocklist=control.blocklist_out(session, job).nodes,
+        blocklist=[
+            n.model_copy(update={"reason": reason_text(t, n.reason, n.reason_code, n.reason_params)}) if t else n
+            for n in control.blocklist_out(session, job).nodes
+        ],
+        cost=money.job_cost(session, job) if who.reads_usage else None,
+        currency=currency,
     )
+
+
+def reason_text(t: Translator, text: str, code: str, params: Mapping[str, object] | None) -> str:
+    """A stored reason in ``t``'s language: its code's message with the parameters filled in (nested reasons in
+    the same language; text that is not ours, such as Blender's words, as it is); the stored text when the code is
+    unknown to this catalogue (a reason written as plain text, or by a newer version)."""
+    if not code or code not in reasons.CATALOGUE or f"reason.{code}" not in catalogue():
+        return text
+
+    def template(nested: str) -> str:
+        return t(f"reason.{nested}") if f"reason.{nested}" in catalogue() else reasons.english(nested)
+
+    return reasons.render(code, params or {}, template)
+
+
+def product_reason(session: Session, t: Translator, job_id: str) -> str:
+    """Why the job's video failed, in ``t``'s language (issue 16); "" when it has no failed video."""
+    row = session.get(JobProduct, job_id)
+    return reason_text(t, row.reason, row.reason_code, row.reason_params) if row is not None and row.reason else ""
+
+
+def reason_severity(code: str, fallback: str) -> str:
+    """``info``, ``warning`` or ``error`` for a reason's code; ``fallback`` for a reason stored as plain text."""
+    return reasons.severity(code) if code in reasons.CATALOGUE else fallback
+
+
+def translated_attempts(session: Session, job: Job, tasks: list[TaskOut], t: Translator) -> list[TaskOut]:
+    """The job's chunks with each coded attempt reason in ``t``'s language (copies: the API's stay English)."""
+    coded = {
+        (int(index), int(number)): (str(reason), str(code), params)
+        for index, number, reason, code, params in session.execute(
+            select(
+                Task.index, TaskAttempt.number, TaskAttempt.reason, TaskAttempt.reason_code, TaskAttempt.reason_params
+            )
+            .join(Task, Task.id == TaskAttempt.task_id)
+            .where(Task.job_id == job.id, TaskAttempt.reason_code != "")
+        )
+    }
+    if not coded:
+        return tasks
+    out = []
+    for task in tasks:
+        attempts = [
+            a.model_copy(update={"reason": reason_text(t, *coded[(task.index, a.number)])})
+            if (task.index, a.number) in coded
+            else a
+            for a in task.attempts
+        ]
+        out.append(task.model_copy(update={"attempts": attempts}))
+    return out
 
 
 def log_blocks(tasks: list[TaskOut], t: Translator | None = None) -> list[LogBlock]:
@@ -384,13 +470,8 @@ def log_blocks(tasks: list[TaskOut], t: Translator | None = None) -> list[LogBlo
     return blocks
 
 
-def cost_digits(cost: float) -> int:
-    """Decimals to show a cost with: two, or enough for two significant digits of a small cost (at most six), so a
-    cost that is not zero never reads 0.00."""
-    digits = 2
-    while 0 < abs(cost) < 10 ** (1 - digits) and digits < 6:
-        digits += 1
-    return digits
+#: Decimals to show a cost with (``farm.metering.money``): never 0.00 for a cost that is not zero.
+cost_digits = money.cost_digits
 
 
 @dataclass(frozen=True)
@@ -402,9 +483,10 @@ class CompanyUsage:
     cpu_hours: float
     storage_bytes: int
     cost: float | None
+    currency: str = DEFAULT_CURRENCY
 
 
-def usage(session: Session, who: Principal, month: str) -> list[CompanyUsage]:
+def usage(session: Session, who: Principal, month: str, currency: str = DEFAULT_CURRENCY) -> list[CompanyUsage]:
     """This month's use per company from the ledger; a platform admin sees every company, a company admin their
     own, an artist none (``Forbidden``: the API's rule, ``Principal.reads_usage``)."""
     require(who, USAGE_ROLE, "reading usage")
@@ -437,6 +519,7 @@ def usage(session: Session, who: Principal, month: str) -> list[CompanyUsage]:
                 cpu_hours=used.get("cpu", 0.0),
                 storage_bytes=int(blob_bytes.get(company.id) or 0) + int(frame_bytes.get(company.id) or 0),
                 cost=cost,
+                currency=currency,
             )
         )
     if scope is None:

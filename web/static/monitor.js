@@ -77,14 +77,59 @@
     window.addEventListener("pagehide", function () { source.close(); });
   }
 
-  function confirmForms(root) {
-    root.querySelectorAll("button[data-confirm]").forEach(function (button) {
-      if (button.form.hasAttribute("data-confirming")) return;
-      button.form.setAttribute("data-confirming", "");
-      button.form.addEventListener("submit", function (ev) {
-        if (!window.confirm(button.getAttribute("data-confirm"))) ev.preventDefault();
+  // The button that submits a form, for browsers without SubmitEvent.submitter.
+  var pressed = null;
+
+  // One listener for every form of the page, including rows and sections the stream redraws after load (chunk
+  // buttons, unblock buttons): a button's data-confirm asks first; the chunk buttons then post in the background
+  // so the page stays where it is and the stream shows the chunk's new state.
+  function onSubmit(ev) {
+    var form = ev.target;
+    var button = ev.submitter || (pressed && pressed.form === form ? pressed : null);
+    pressed = null;
+    var ask = button ? button.getAttribute("data-confirm") : null;
+    if (!button) {  // Enter in a field: the form's first confirming button speaks for it
+      var own = form.querySelector("button[data-confirm]");
+      ask = own ? own.getAttribute("data-confirm") : null;
+    }
+    if (ask && !window.confirm(ask)) {
+      ev.preventDefault();
+      return;
+    }
+    if (form.id === "chunk-actions" && !form.hasAttribute("data-plain") && window.fetch) {
+      ev.preventDefault();
+      sendChunkAction(form, button);
+    }
+  }
+
+  function showRefusal(text) {
+    var flash = document.getElementById("chunk-flash");
+    if (!flash) return;
+    document.getElementById("chunk-flash-text").textContent = text;
+    flash.hidden = !text;
+  }
+
+  // Posts a chunk's Requeue or Cancel; a refusal is shown above the chunks in the words of the server's error page
+  // (the viewer's language). Without a network answer, the plain form post takes over.
+  function sendChunkAction(form, button) {
+    var body = new URLSearchParams(new FormData(form));
+    if (button && button.name) body.append(button.name, button.value);
+    fetch(form.action, {method: "POST", body: body, credentials: "same-origin", redirect: "manual"})
+      .then(function (r) {
+        if (r.type === "opaqueredirect" || r.ok) {  // done: the stream redraws the chunk
+          showRefusal("");
+          return null;
+        }
+        return r.text().then(function (html) {
+          var page = new DOMParser().parseFromString(html, "text/html");
+          var said = page.getElementById("error-text");
+          showRefusal((said ? said.textContent : String(r.status)).replace(/\s+/g, " ").trim());
+        });
+      })
+      .catch(function () {
+        form.setAttribute("data-plain", "");
+        if (button && form.requestSubmit) form.requestSubmit(button); else form.submit();
       });
-    });
   }
 
   function frames(grid, list) {
@@ -171,13 +216,14 @@
         document.querySelectorAll("form[data-action]").forEach(function (form) {
           form.hidden = state.actions.indexOf(form.getAttribute("data-action")) < 0;
         });
+        var priority = document.getElementById("priority-form");
+        if (priority && "edit_priority" in state) priority.hidden = !state.edit_priority;
       },
       tasks: function (data) { document.getElementById("tasks").innerHTML = data.html; },
       blocklist: function (data) {
         // Rendered by the server with the viewer's CSRF token: the unblock forms post like the other actions.
         document.getElementById("blocklist-body").innerHTML = data.html;
         document.getElementById("blocklist").hidden = !data.shown;
-        confirmForms(document.getElementById("blocklist-body"));
       },
       frames: function (list) { frames(document.getElementById("frames"), list); },
       log: function (blocks) { logs(document.getElementById("log-blocks"), blocks); },
@@ -237,8 +283,13 @@
     });
   }
 
+  document.addEventListener("click", function (ev) {
+    var target = ev.target;
+    pressed = target && target.closest ? target.closest("button, input[type=submit]") : null;
+  }, true);
+  document.addEventListener("submit", onSubmit);
+
   document.addEventListener("DOMContentLoaded", function () {
-    confirmForms(document);
     pickAll();
     var search = document.getElementById("log-search");
     if (search) search.addEventListener("input", filterLog);
