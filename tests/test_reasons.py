@@ -113,3 +113,13 @@ def test_costs_use_the_viewers_number_format() -> None:
         return f"{value:.{digits}f}".replace(".", ",")
 
     assert money.format_cost(0.0042, "USD", number) == "0,0042 USD"
+
+
+def test_a_reason_from_a_newer_worker_arrives_as_its_english_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mid-upgrade a worker may know a code the scheduler does not: its facts must still arrive (they once made
+    # the scheduler count the attempt as lost, again and again), with the reason's English text.
+    monkeypatch.setitem(reasons.CATALOGUE, "from_the_future", reasons.Entry("error", "new words: {detail}"))
+    sent = pickle.dumps(reasons.make("from_the_future", detail="x"))
+    monkeypatch.delitem(reasons.CATALOGUE, "from_the_future")
+    got = pickle.loads(sent)
+    assert got == "new words: x" and not isinstance(got, reasons.Reason)

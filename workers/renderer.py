@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from farm.domain import reasons
 from farm.domain.attempts import Fault, Outcome
 from farm.domain.outputs import DEFAULT_TEMPLATE, FORMATS, OutputNameError, check_name, frame_name
 from farm.lifecycle.outcomes import classify_blender_error, classify_exit
@@ -147,10 +148,10 @@ class BlenderRenderer:
             result.outcome = Outcome.CANCELED if stopped() else Outcome.FAILED
             result.exit_code = exc.exit_code
             result.fault = classify_exit(exc.exit_code)
-            result.reason = result.reason or f"Blender stopped: {exc}"
+            result.reason = result.reason or reasons.make("blender_stopped", detail=str(exc))
         except ProtocolError as exc:
             result.outcome, result.fault = Outcome.FAILED, Fault.NODE
-            result.reason = f"worker and Blender disagreed ({exc}); Blender was restarted"
+            result.reason = reasons.make("blender_protocol", detail=str(exc))
         finally:
             if not clean:
                 # Whatever stopped the chunk early (an error, a cancel, a storage failure raised by on_frame),
@@ -183,7 +184,7 @@ class BlenderRenderer:
                 message = str(ev.data.get("message", ""))
                 result.outcome, result.exit_code = Outcome.FAILED, 1
                 result.fault = classify_blender_error(message, str(ev.data.get("fault", "")))
-                result.reason = message or f"Blender could not set up {spec.blend_path.name} for rendering"
+                result.reason = message or reasons.make("blender_setup", file=spec.blend_path.name)
                 return
             self.proc.loaded = loaded_key
             self._opened = ev
@@ -192,10 +193,7 @@ class BlenderRenderer:
             listed = ", ".join(missing[:30]) + (f" and {len(missing) - 30} more" if len(missing) > 30 else "")
             if not spec.settings.get("allow_missing"):
                 result.outcome, result.fault = Outcome.FAILED, Fault.SCENE
-                result.reason = (
-                    f"missing inputs: {listed}; pack them with the scene, or submit with --allow-missing to "
-                    "render without them"
-                )
+                result.reason = reasons.make("inputs_missing", files=listed)
                 return
             result.warning = f"rendered with missing inputs (--allow-missing): {listed}"
         spec.out_dir.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,14 @@ CATALOGUE: dict[str, Entry] = {
     ),
     "storage": Entry("warning", "storage: {detail}"),
     "worker_error": Entry("error", "worker error: {detail}"),
+    # ---- the renderer (workers.renderer): Blender's own words stay in the parameters --------------------------
+    "blender_stopped": Entry("error", "Blender stopped: {detail}"),
+    "blender_protocol": Entry("error", "worker and Blender disagreed ({detail}); Blender was restarted"),
+    "blender_setup": Entry("error", "Blender could not set up {file} for rendering"),
+    "inputs_missing": Entry(
+        "error",
+        "missing inputs: {files}; pack them with the scene, or submit with --allow-missing to render without them",
+    ),
     "video_no_ffmpeg": Entry("error", "ffmpeg is not installed on the node that encodes videos"),
     "video_no_frames": Entry("error", "the job has no stored frames to encode"),
     "video_lost": Entry("error", "the encode task was lost: {detail}"),
@@ -153,13 +161,22 @@ class Reason(str):
         self.code, self.params = code, stored
         return self
 
-    def __getnewargs__(self) -> tuple[str, dict[str, Param]]:  # type: ignore[override]
-        # Facts travel between processes (Ray pickles them): rebuild from the code, not from the text.
-        return self.code, self.params
+    def __reduce__(self) -> tuple[Callable[[str, str, dict[str, Param]], str], tuple[str, str, dict[str, Param]]]:
+        # Facts travel between processes (Ray pickles them): rebuilt from the code where the receiving process
+        # knows it, else its English text (a worker of a newer version than the scheduler, mid-upgrade).
+        return _rebuilt, (str(self), self.code, self.params)
 
     def stored(self) -> dict[str, Any]:
         """The nested form a parameter or a JSON column holds."""
         return {"code": self.code, "params": self.params}
+
+
+def _rebuilt(text: str, code: str, params: dict[str, Param]) -> str:
+    """A reason unpickled: the ``Reason`` when this process's catalogue has its code, else the English text it
+    was sent with (an unknown code must not fail the facts it travels in)."""
+    if code not in CATALOGUE:
+        return text
+    return Reason(code, params)
 
 
 def make(code: str, **params: object) -> Reason:
