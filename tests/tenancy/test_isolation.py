@@ -67,6 +67,10 @@ def scene(farm, sample_blend):
     assert hook.status_code == 201, hook.text
     preset = httpx.put(f"{farm.url}/api/v1/presets/{a_name}", json={"settings": {"chunk_size": 3}}, headers=a_headers)
     assert preset.status_code in (200, 201), preset.text
+    # Issue 20 item 4: A shares that preset with the third company only; for B it must not exist either.
+    share = {"description": "A's way", "to": [f"charlie-{suffix}"]}
+    published_preset = httpx.post(f"{farm.url}/api/v1/presets/{a_name}/publish", json=share, headers=a_headers)
+    assert published_preset.status_code in (200, 201), published_preset.text
     return {
         "a_name": a_name,
         "b_name": b_name,
@@ -107,6 +111,7 @@ def path_values(scene) -> dict[str, str]:
         "sha256": scene["blob"],
         "name": scene["a_name"],
         "company": scene["a_name"],
+        "publisher": scene["a_name"],
         "token_id": scene["a_token"].id,
         "asset_id": scene["asset_id"],
         "webhook_id": scene["webhook_id"],

@@ -109,7 +109,7 @@ def test_monitor_in_a_real_browser(farm, sample_blend, browser):
     blocker_page.wait_for_function("() => document.getElementById('job-status').dataset.status === 'active'")
     shoot(blocker_page, "job-running")
     blocker_page.once("dialog", lambda dialog: dialog.accept())
-    blocker_page.get_by_role("button", name="Cancel").click()
+    blocker_page.get_by_role("group", name="Job actions").get_by_role("button", name="Cancel").click()
     blocker_page.wait_for_function(
         "() => document.getElementById('job-status').dataset.status === 'canceled'", timeout=30_000
     )
