@@ -123,3 +123,9 @@ def test_a_reason_from_a_newer_worker_arrives_as_its_english_text(monkeypatch: p
     monkeypatch.delitem(reasons.CATALOGUE, "from_the_future")
     got = pickle.loads(sent)
     assert got == "new words: x" and not isinstance(got, reasons.Reason)
+
+
+def test_a_huge_foreign_message_is_stored_bounded() -> None:
+    reason = reasons.make("frame_error", frame=3, message="x" * 100_000)
+    assert len(reason.params["message"]) == reasons.MAX_PARAM_CHARS
+    assert reason.startswith("frame 3: xxx") and len(reason) < 4100

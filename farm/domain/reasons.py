@@ -117,6 +117,9 @@ CATALOGUE: dict[str, Entry] = {
     "video_lost": Entry("error", "the encode task was lost: {detail}"),
 }
 
+#: Longest text parameter kept (the text columns keep 4,000 characters of the whole reason).
+MAX_PARAM_CHARS = 4000
+
 #: A parameter's stored form: text or a number, or a nested reason as ``{"code": …, "params": …}``.
 Param = str | int | float | dict[str, Any]
 
@@ -234,7 +237,9 @@ def _param(value: object) -> Param:
         return str(value).lower()
     if isinstance(value, int | float):
         return value
-    return str(value)
+    # Text that is not ours (Blender's message, a store's error) is kept as the reason columns keep text: the
+    # monitor renders from the parameters, so an unbounded message would reach the page and the JSON column whole.
+    return str(value)[:MAX_PARAM_CHARS]
 
 
 class _Missing(dict[str, str]):
