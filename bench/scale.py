@@ -10,7 +10,8 @@ one run:
 3. **create a 100,000-frame job**: ``POST /api/v1/jobs`` wall time (chunks of one frame). Goal < 2 s.
 4. **submit -> first frame**: p50 over 20 one-frame jobs, from the POST to the frame row. Goal <= 41 ms.
 
-Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [--slots 8]``.
+Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [--slots 8] [--bundle-max N]``
+(``--bundle-max 1``: every chunk in a call of its own, as before bundles).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--create", type=int, default=100000)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--latency-jobs", type=int, default=20)
+    parser.add_argument("--bundle-max", type=int, default=None, help="FARM_BUNDLE_MAX (default: the settings')")
     args = parser.parse_args()
 
     from farm.client import FarmClient
@@ -106,6 +108,7 @@ def main() -> None:
             renderer="sleep:0",
             write_cli_config=False,
             storage_sample_interval_s=3600,
+            **({"bundle_max": args.bundle_max} if args.bundle_max is not None else {}),
         )
         farm = EmbeddedFarm(settings).start()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +29,7 @@ from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollR
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, JobStatus, TaskStatus
 from farm.lifecycle import attempts, blocklist, control
 from farm.lifecycle.transitions import set_job_status, set_task_status
-from scheduler import claims, leases, placement
+from scheduler import bundles, claims, leases, placement
 from scheduler.fairshare import FairShare
 from scheduler.heartbeat import Heartbeat
 from scheduler.nodes import NodeTracker, NodeView
@@ -60,6 +61,10 @@ class DispatchConfig:
     #: After a busy pass, how long the loop may wait for more renders to end before the next one, so a pass
     #: applies several reports: its own cost (fair share, preload, commit) is shared by them (``_gather``).
     gather_s: float = 0.02
+    #: Bundles (``scheduler.bundles``): a slot may take several chunks of a job whose chunks are measured short,
+    #: as many as fit in ``bundle_s`` seconds, at most ``bundle_max``; 1 turns bundles off.
+    bundle_s: float = 0.25
+    bundle_max: int = 16
 
 
 @dataclass
@@ -102,6 +107,8 @@ class Dispatcher:
         # Issue 15: told each worker's failed store calls (cumulative, from polls and facts), e.g. StoreErrors.
         self.store_errors: Callable[[str, dict[str, int]], None] | None = None
         self.store_waits = attempts.StoreWaits()
+        self.chunk_times = bundles.ChunkTimes()  # seconds per chunk of recent jobs (bundles)
+        self.calls: Counter[int] = Counter()  # calls sent to workers, by the number of chunks they carried
         self._jobs_seen: dict[str, set[str]] = {}  # slot name -> jobs whose folder it may hold
         self._requests_at = self._explained_at = self._pruned_at = float("-inf")
 
@@ -156,7 +163,7 @@ class Dispatcher:
         self.wake.clear()
         mono = self.clock.monotonic()
         requests_due = poked or mono - self._requests_at >= self.config.requests_interval_s
-        handed: list[tuple[Slot, Assignment]] = []
+        handed: list[tuple[Slot, list[Assignment]]] = []
         completed: list[str] = []
         if not (reports or requests_due or self.pool.idle()):
             return self._tail(happened)  # a render is under way and nothing arrived: no database work
@@ -227,13 +234,16 @@ class Dispatcher:
                     self._note_store_errors(slot, poll.storage_errors)
             if slot.render_ref is not None and slot.render_ref in ready_set:
                 try:
-                    facts: AttemptFacts = ray.get(slot.render_ref)
+                    result: AttemptFacts | list[AttemptFacts] = ray.get(slot.render_ref)
                 except RayError as exc:
                     why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
                     reports.lost.append((slot, why, isinstance(exc, ActorDiedError)))
                 else:
-                    reports.ended.append((slot, self._as_decided(slot, facts)))
-                    self._note_store_errors(slot, facts.storage_errors)
+                    every = result if isinstance(result, list) else [result]  # a bundle: one per chunk
+                    for facts in every:
+                        reports.ended.append((slot, self._as_decided(slot, facts)))
+                    if every:
+                        self._note_store_errors(slot, every[-1].storage_errors)
         return reports
 
     def _note_store_errors(self, slot: Slot, counts: dict[str, int]) -> None:
@@ -243,7 +253,8 @@ class Dispatcher:
 
     @staticmethod
     def _as_decided(slot: Slot, facts: AttemptFacts) -> AttemptFacts:
-        if slot.kill_reason and facts.outcome is not Outcome.COMPLETED:
+        killed = slot.kill_for is None or slot.kill_for == (facts.task_id, facts.attempt)
+        if slot.kill_reason and killed and facts.outcome is not Outcome.COMPLETED:
             # Stopped by the scheduler because its lease expired: a failure of the attempt, the node's.
             return replace(facts, outcome=Outcome.FAILED, reason=slot.kill_reason, exit_code=None, fault=Fault.NODE)
         if facts.outcome is Outcome.CANCELED and not facts.reason:
@@ -261,16 +272,22 @@ class Dispatcher:
                 log.exception("a worker report could not be applied")
         return completed
 
-    def _after_commit(self, reports: _Reports, handed: list[tuple[Slot, Assignment]], completed: list[str]) -> None:
+    def _after_commit(
+        self, reports: _Reports, handed: list[tuple[Slot, list[Assignment]]], completed: list[str]
+    ) -> None:
         """What may only happen once the pass is committed: replace lost slots, send the chunks handed out
         (a worker must never report on an attempt the database does not have yet), run completion hooks."""
         for slot, why, _died in reports.lost:
             log.warning("worker %s lost: %s", slot.name, why)
             self.pool.replace(slot)
-        for slot, assignment in handed:
-            slot.render_ref = slot.actor.render.remote(assignment)
+        for slot, bundle in handed:
+            if len(bundle) == 1:
+                slot.render_ref = slot.actor.render.remote(bundle[0])
+            else:
+                slot.render_ref = slot.actor.render_bundle.remote(bundle)
+            self.calls[len(bundle)] += 1
             slot.poll_sent_at = self.clock.monotonic()  # a chunk's first poll after one interval, not at once
-            self._jobs_seen.setdefault(slot.name, set()).add(assignment.job_id)
+            self._jobs_seen.setdefault(slot.name, set()).add(bundle[0].job_id)
         for job_id in completed:
             if self.on_job_completed is not None:
                 try:
@@ -308,8 +325,11 @@ class Dispatcher:
         for slot, facts in reports.ended:
             job = attempts.attempt_ended(s, facts, now, self.policy, self.store_waits, mono)
             self.fair_share.attempt_ended(slot, facts.started_at, facts.ended_at)
+            if facts.outcome is Outcome.COMPLETED and slot.job_id is not None:
+                self.chunk_times.add(slot.job_id, facts.seconds)
             if job is not None:
                 completed.append(job.id)
+                self.chunk_times.forget(job.id)
             ended |= facts.outcome is not Outcome.COMPLETED or job is not None
         for slot, why, died in reports.lost:
             self._worker_lost(s, slot, why, died)
@@ -318,8 +338,10 @@ class Dispatcher:
 
     def _apply_poll(self, s: Session, slot: Slot, report: PollReport, mono: float) -> None:
         slot.last_beat = report.beat
-        if slot.task_id is None or report.task not in (None, slot.task_id):
+        if slot.task_id is None:
             return
+        if report.task not in (None, slot.task_id) and not slot.advance(report.task):
+            return  # not a chunk of this slot's call (an earlier call's late poll)
         mine = report.task == slot.task_id and report.attempt == slot.attempt
         if mine:
             # The worker measures the lease's age on its own clock; no wall clocks are compared across nodes.
@@ -363,13 +385,19 @@ class Dispatcher:
                 failed, reason = True, reasons.make("worker_died", why=why)
             else:
                 reason = reasons.make("worker_lost", why=why)
-        if slot.task_id is not None:
+        if slot.task_id is None:
+            return
+        current = (slot.task_id, slot.attempt)
+        others = reasons.make("worker_lost", why=why) if failed else reason
+        # A bundle: the chunks before the current one ended in the worker but their facts are lost with it, those
+        # after it never began; each is requeued and counts against nothing.
+        for task_id, number in [current] + [one for one in slot.call if one != current]:
             attempts.worker_lost(
                 s,
-                slot.task_id,
-                slot.attempt,
-                reason,
-                failed,
+                task_id,
+                number,
+                reason if (task_id, number) == current else others,
+                failed and (task_id, number) == current,
                 self.clock.now(),
                 self.policy,
                 self.store_waits,
@@ -413,10 +441,7 @@ class Dispatcher:
             holding = [slot for slot in busy if slot.job_id == job.id]
             plain_pause = job.status == JobStatus.PAUSE_REQUESTED and not job.pause_now
             for slot in [] if plain_pause else holding:  # a plain pause lets running chunks finish
-                if not slot.cancel_sent and slot.task_id is not None:
-                    slot.actor.cancel.remote(slot.task_id)
-                    slot.cancel_sent = True
-                    happened = True
+                happened |= self._stop(slot)
             if not holding:
                 happened |= control.settle_unheld(s, job, self.clock.now())
         return self._stop_unwanted(s, busy) or happened
@@ -424,7 +449,7 @@ class Dispatcher:
     def _stop_unwanted(self, s: Session, busy: list[Slot]) -> bool:
         """Issue 16: stop renders whose chunk was requeued or canceled by hand (``farm.lifecycle.control``): the
         slot holds an attempt that is no longer its chunk's current one."""
-        waiting = {slot.task_id: slot for slot in busy if not slot.cancel_sent and slot.task_id is not None}
+        waiting = {task_id: (slot, number) for slot in busy for task_id, number in self._not_stopped(slot)}
         if not waiting:
             return False
         current = {
@@ -434,14 +459,35 @@ class Dispatcher:
             )
         }
         stopped = False
-        for task_id, slot in waiting.items():
+        for task_id, (slot, sent) in waiting.items():
             status, number = current.get(task_id, (TaskStatus.CANCELED, -1))
             # A slot's attempt 0 names none (it was not handed out by ``_assign``): judged by the status alone.
-            if status not in TASK_IN_FLIGHT or (slot.attempt and number != slot.attempt):
-                log.info("worker %s: stopping %s attempt %d (requeued or canceled)", slot.name, task_id, slot.attempt)
-                slot.actor.cancel.remote(task_id)
-                slot.cancel_sent = stopped = True
+            if status not in TASK_IN_FLIGHT or (sent and number != sent):
+                log.info("worker %s: stopping %s attempt %d (requeued or canceled)", slot.name, task_id, sent)
+                stopped |= self._stop(slot, {task_id})
         return stopped
+
+    @staticmethod
+    def _not_stopped(slot: Slot) -> list[tuple[str, int]]:
+        """The slot's chunks the worker has not finished and was not told to stop: the current one, then the rest
+        of its bundle."""
+        if slot.task_id is None:
+            return []
+        current = [] if slot.cancel_sent else [(slot.task_id, slot.attempt)]
+        return current + [(task_id, n) for task_id, n in slot.queued if task_id not in slot.stopping]
+
+    def _stop(self, slot: Slot, only: set[str] | None = None) -> bool:
+        """Tell the slot's worker to stop its chunks (all of them, or ``only`` those); True if any was told."""
+        told = False
+        for task_id, _number in self._not_stopped(slot):
+            if only is not None and task_id not in only:
+                continue
+            slot.actor.cancel.remote(task_id)
+            slot.stopping.add(task_id)
+            if task_id == slot.task_id:
+                slot.cancel_sent = True
+            told = True
+        return told
 
     # ---- leases, nodes, reasons ---------------------------------------------------------------------------
     def _check_leases(self) -> bool:
@@ -467,10 +513,10 @@ class Dispatcher:
                 happened = True
             elif state is leases.Lease.EXPIRED:
                 slot.kill_reason = leases.expired_reason(self.config.task_timeout_s)
-                slot.kill_sent_at = now
+                slot.kill_sent_at, slot.kill_for = now, (slot.task_id, slot.attempt)
                 log.warning("worker %s: %s (task %s)", slot.name, slot.kill_reason, slot.task_id)
-                slot.actor.cancel.remote(slot.task_id)
-                slot.cancel_sent = True
+                slot.cancel_sent = False  # told again, with the rest of its bundle (which is requeued)
+                self._stop(slot)
                 happened = True
         return happened
 
@@ -523,18 +569,25 @@ class Dispatcher:
                     job.status_reason = ""
 
     # ---- dispatch -----------------------------------------------------------------------------------------
-    def _dispatch(self, s: Session, refresh_waits: bool = True) -> list[tuple[Slot, Assignment]]:
-        """Hand runnable chunks to idle slots (fair share, placement, claims); the caller sends them.
-        ``refresh_waits``: recompute what jobs with dependencies wait for first."""
+    def _dispatch(self, s: Session, refresh_waits: bool = True) -> list[tuple[Slot, list[Assignment]]]:
+        """Hand runnable chunks to idle slots (fair share, placement, claims), several short ones of a job to a
+        slot at once (``scheduler.bundles``); the caller sends them. ``refresh_waits``: recompute what jobs with
+        dependencies wait for first."""
         idle = self.pool.idle()
         if not idle:
             return []
         now, mono = self.clock.now(), self.clock.monotonic()
         ready = [slot for slot in self.pool.slots if slot.ready]
-        handed: list[tuple[Slot, Assignment]] = []
+        handed: list[tuple[Slot, list[Assignment]]] = []
         blocked: dict[str, set[str]] = {}
+        free = len(idle)
+
+        def bundle(job: Job) -> int:
+            estimate = self.chunk_times.estimate(job.id)
+            return bundles.size(estimate, job.tasks_runnable, free, self.config.bundle_s, self.config.bundle_max)
+
         # Fair share between companies, caps and budgets decide the order (scheduler.fairshare).
-        rows = self.fair_share.round(s, self.pool.slots, idle, now, refresh_waits=refresh_waits)
+        rows = self.fair_share.round(s, self.pool.slots, idle, now, refresh_waits=refresh_waits, bundle=bundle)
         for task, job in rows:
             if self.store_waits.blocked(task.id, mono):
                 continue  # waiting out a store outage
@@ -548,8 +601,15 @@ class Dispatcher:
             if not claims.claim(s, job, task):  # PostgreSQL: locked or taken by another process meanwhile
                 continue
             idle.remove(slot)
-            rows.taken(job, slot)
-            handed.append((slot, self._assign(s, slot, job, task, now)))
+            chunks = [task]
+            extra = bundle(job) - 1 if not task.failures else 0
+            for more in rows.more_of(job, extra) if extra > 0 else []:
+                # A chunk that failed before goes alone (its retry is judged alone); so does one waiting out an
+                # outage. The others are claimed like the first.
+                if not more.failures and not self.store_waits.blocked(more.id, mono) and claims.claim(s, job, more):
+                    chunks.append(more)
+            rows.taken(job, slot, len(chunks))
+            handed.append((slot, self._assign(s, slot, job, chunks, now)))
             if not idle:
                 break
         return handed
@@ -562,33 +622,42 @@ class Dispatcher:
             )
         )
 
-    def _assign(self, s: Session, slot: Slot, job: Job, task: Task, now: Any) -> Assignment:
+    def _assign(self, s: Session, slot: Slot, job: Job, tasks: list[Task], now: Any) -> list[Assignment]:
+        """Give ``slot`` the chunks (one, or a bundle of one job), each with an attempt of its own."""
         if job.status == JobStatus.QUEUED:
             set_job_status(job, JobStatus.ACTIVE, now)
-        set_task_status(task, TaskStatus.DISPATCHED, now, f"to {slot.name}", job)
-        task.attempts += 1
-        s.add(
-            TaskAttempt(
-                task_id=task.id,
-                number=task.attempts,
-                node=slot.node,
-                worker=slot.name,
-                status="dispatched",
-                started_at=now,
+        out = []
+        for task in tasks:
+            set_task_status(task, TaskStatus.DISPATCHED, now, f"to {slot.name}", job)
+            task.attempts += 1
+            s.add(
+                TaskAttempt(
+                    task_id=task.id,
+                    number=task.attempts,
+                    node=slot.node,
+                    worker=slot.name,
+                    status="dispatched",
+                    started_at=now,
+                )
             )
-        )
-        slot.task_id, slot.job_id, slot.attempt, slot.cancel_sent = task.id, job.id, task.attempts, False
-        return Assignment(
-            job_id=job.id,
-            task_id=task.id,
-            attempt=task.attempts,
-            company_id=job.company_id,
-            blend_file=job.blend_file,
-            manifest=job.manifest,
-            frames=list(task.frames),
-            settings=dict(job.settings),
-            grant=self.grants(job.company_id, job.id, job.manifest, len(task.frames)) if self.grants else None,
-        )
+            grant = self.grants(job.company_id, job.id, job.manifest, len(task.frames)) if self.grants else None
+            out.append(
+                Assignment(
+                    job_id=job.id,
+                    task_id=task.id,
+                    attempt=task.attempts,
+                    company_id=job.company_id,
+                    blend_file=job.blend_file,
+                    manifest=job.manifest,
+                    frames=list(task.frames),
+                    settings=dict(job.settings),
+                    grant=grant,
+                )
+            )
+        first = tasks[0]
+        slot.task_id, slot.job_id, slot.attempt, slot.cancel_sent = first.id, job.id, first.attempts, False
+        slot.call = [(a.task_id, a.attempt) for a in out]
+        return out
 
     def _prune_job_folders(self) -> None:
         """Tell each worker which of the jobs it rendered have ended, so it removes their folders."""

@@ -8,8 +8,9 @@ Order of preference for each free slot, decided one chunk at a time:
 3. the company furthest below its share: lowest slot-seconds used over the sliding window divided by its
    ``cpu_share`` (CPU slots) or ``gpu_share`` (GPU slots); running attempts count up to now.
 
-Always: a company never holds more than ``max_slots`` (the burst cap); a job whose company spent its monthly
-budget for the resource it needs is held with a visible ``quota exceeded: …`` reason (``farm.metering.quota``).
+Always: a company never has more than ``max_slots`` chunks in flight (the burst cap; a bundle's chunks count one
+by one); a job whose company spent its monthly budget for the resource it needs is held with a visible ``quota
+exceeded: …`` reason (``farm.metering.quota``).
 Within a company: job priority (higher first), then age, then chunk index.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -117,10 +118,23 @@ class DispatchRound:
                 continue
             yield task, job  # not taken: no free slot fits this chunk now (GPU, blocklist, claim); next one
 
-    def taken(self, job: Job, slot: Slot) -> None:
-        """The last candidate got ``slot``: count it against its company for the rest of the round."""
+    def more_of(self, job: Job, count: int) -> list[Task]:
+        """Up to ``count`` further candidates of ``job`` (the chunks that follow the one just taken, in order), for a
+        bundle (``scheduler.bundles``). A company with a burst cap counts every chunk in flight against it, so a
+        bundle never takes it past ``max_slots`` chunks."""
         st = self.states[job.company_id]
-        st.running += 1
+        if st.company.max_slots is not None:
+            count = min(count, st.company.max_slots - st.running - 1)
+        out: list[Task] = []
+        while st.candidates and len(out) < count and st.candidates[0][1].id == job.id:
+            out.append(st.candidates.popleft()[0])
+        return out
+
+    def taken(self, job: Job, slot: Slot, chunks: int = 1) -> None:
+        """The last candidate got ``slot`` (with ``chunks - 1`` more of its job, a bundle): count it against its
+        company for the rest of the round."""
+        st = self.states[job.company_id]
+        st.running += chunks
         st.used[slot_pool(slot)] += st.estimate
         self.running[slot.name] = (job.company_id, slot_pool(slot), self.now.timestamp())
         quota.release(job)
@@ -196,7 +210,9 @@ class FairShare:
 
     def attempt_ended(self, slot: Slot, started: float, ended: float) -> None:
         """An attempt on ``slot`` ended: its slot time moves from running to used."""
-        held = self._running.pop(slot.name, None)
+        # Not forgotten here: a bundle's chunks end one after another on the same slot; the next round forgets a
+        # slot that is free (``_account``) and ``taken`` replaces it.
+        held = self._running.get(slot.name)
         if held is not None:
             company_id, pool, _ = held
             self.window.add(company_id, pool, started, ended)
@@ -208,9 +224,11 @@ class FairShare:
         idle: Sequence[Slot],
         now: datetime,
         refresh_waits: bool = True,
+        bundle: Callable[[Job], int] | None = None,
     ) -> DispatchRound:
         """Everything one dispatch round needs, read in the dispatcher's session. ``refresh_waits``: first let jobs
-        whose upstream jobs finished stop waiting (the dispatcher skips it in passes where no job ended)."""
+        whose upstream jobs finished stop waiting (the dispatcher skips it in passes where no job ended).
+        ``bundle``: how many chunks of a job one slot may take at once (more candidates are read for it)."""
         per_company = len(idle) * 2 + 4
         if refresh_waits:
             dependencies.refresh(session)  # issue 19 (one indexed read)
@@ -234,7 +252,8 @@ class FairShare:
         for company in session.scalars(select(Company).where(Company.id.in_(list(by_company)))):
             st = CompanyState(company=company)
             for job in by_company[company.id]:
-                wanted = per_company - len(st.candidates)
+                more = len(idle) * (bundle(job) - 1) if bundle is not None else 0
+                wanted = per_company + more - len(st.candidates)
                 if wanted <= 0:
                     break
                 tasks = list(
@@ -266,14 +285,15 @@ class FairShare:
             self.window.load(session, now)
         stamp = now.timestamp()
         self.window.expire(stamp)
-        busy = {slot.name for slot in slots if slot.job_id is not None}
+        # Chunks in flight per busy slot: a bundle's chunks all count (the burst cap is on chunks in flight).
+        busy = {slot.name: max(1, len(slot.call)) for slot in slots if slot.job_id is not None}
         for name in list(self._running):
             if name not in busy:
                 del self._running[name]  # the attempt ended without facts (lost worker, restart)
-        for company_id, pool, started in self._running.values():
+        for name, (company_id, pool, started) in self._running.items():
             st = states.get(company_id)
             if st is not None:
-                st.running += 1
+                st.running += busy[name]
                 st.used[pool] += max(0.0, stamp - started)
         for company_id, st in states.items():
             for pool in ("cpu", "gpu"):

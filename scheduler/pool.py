@@ -51,6 +51,30 @@ class Slot:
     kill_sent_at: float = 0.0
     running: bool = False  # its chunk is marked running (the first poll of the attempt said so)
     idle_since: float = field(default_factory=time.monotonic)  # when it last became free (autoscaling)
+    # A bundle (``scheduler.bundles``): every (task, attempt) of the call being rendered, in order; ``task_id`` and
+    # ``attempt`` are the one the worker is on (polls say when it moves on), ``stopping`` those told to stop.
+    call: list[tuple[str, int]] = field(default_factory=list)
+    stopping: set[str] = field(default_factory=set)
+    kill_for: tuple[str, int] | None = None  # the (task, attempt) whose lease expired
+
+    @property
+    def queued(self) -> list[tuple[str, int]]:
+        """The chunks of the call after the one the worker is on."""
+        if self.task_id is None:
+            return []
+        current = (self.task_id, self.attempt)
+        return self.call[self.call.index(current) + 1 :] if current in self.call else []
+
+    def advance(self, task_id: str) -> bool:
+        """The worker began a later chunk of its bundle: it becomes the slot's current one. False if ``task_id`` is
+        not a chunk of the call still to come."""
+        for queued_task, attempt in self.queued:
+            if queued_task == task_id:
+                self.task_id, self.attempt = queued_task, attempt
+                self.running = False
+                self.cancel_sent = queued_task in self.stopping
+                return True
+        return False
 
     @property
     def idle(self) -> bool:
@@ -71,7 +95,9 @@ class Slot:
         self.cancel_sent = False
         self.kill_reason = ""
         self.kill_sent_at = 0.0
+        self.kill_for = None
         self.running = False
+        self.call, self.stopping = [], set()
         self.idle_since = time.monotonic()
 
 

@@ -6,129 +6,26 @@ canceled with its frames missing, not "completed"; a priority raised by PATCH is
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from farm.clock import utc
-from farm.db.models import Frame, TaskAttempt
-from scheduler.dispatcher import DispatchConfig, Dispatcher
-from scheduler.fairshare import FairShare
-from scheduler.pool import WorkerPool
-from storage.factory import StoreConfig
-from tests import factories
-from workers.actor import WorkerConfig
+from tests.scheduled import Rig, scheduled
 from workers.renderer import tiny_png
 
 pytestmark = [pytest.mark.ray]
 
-BLEND = b"BLENDER-v500 chunk actions test input"
 #: Frames 101-104 take 0.8 s each (a chunk long enough to requeue while it renders), 201-208 0.3 s, others 0.05 s.
 RENDERER = "sleep:0.05;slow:101-104=0.8;slow:201-208=0.3"
 
 
-@dataclass
-class Rig:
-    farm: factories.ApiFarm
-    http: TestClient
-    dispatcher: Dispatcher
-
-    def submit(self, name: str, frames: str, chunk: int, **spec: Any) -> str:
-        sha = hashlib.sha256(BLEND).hexdigest()
-        body = {
-            "name": name,
-            "blend_file": "scene.blend",
-            "manifest": {"scene.blend": {"sha256": sha, "size": len(BLEND)}},
-            "frames": frames,
-            "chunk_size": chunk,
-            **spec,
-        }
-        r = self.http.post("/api/v1/jobs", json=body)
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self.http.get(f"/api/v1/jobs/{job_id}").json())
-
-    def tasks(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self.http.get(f"/api/v1/jobs/{job_id}/tasks").json()["tasks"])
-
-    def wait(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"not true after {timeout}s: {what}")
-
-    def ended(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        return self.wait(
-            lambda: self.job(job_id)["status"] in ("completed", "failed", "canceled") and self.job(job_id),
-            timeout,
-            f"job {job_id} ended ({self.job(job_id)['status']}, {self.tasks(job_id)})",
-        )
-
-    def frames(self, job_id: str) -> dict[int, Frame]:
-        with self.farm.db.session() as s:
-            rows = list(s.scalars(select(Frame).where(Frame.job_id == job_id)))
-            for row in rows:
-                s.expunge(row)
-        return {row.frame: row for row in rows}
-
-    def attempts(self, task_id: str) -> list[TaskAttempt]:
-        with self.farm.db.session() as s:
-            rows = list(s.scalars(select(TaskAttempt).where(TaskAttempt.task_id == task_id).order_by("number")))
-            for row in rows:
-                s.expunge(row)
-        return rows
-
-
 @pytest.fixture(scope="module")
 def rig(farm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    root = tmp_path_factory.mktemp("chunk-actions")
-    with factories.api_farm(root) as api, factories.client(api) as http:
-        http.put(f"/api/v1/blobs/{hashlib.sha256(BLEND).hexdigest()}", content=BLEND).raise_for_status()
-
-        def make_config(name: str, resources: dict[str, float]) -> WorkerConfig:
-            return WorkerConfig(
-                name=name,
-                store=StoreConfig(backend="local", root=str(root / "objects")),
-                cache_dir=str(root / "cache"),
-                cache_bytes=10**8,
-                work_dir=str(root / "work"),
-                resources={"cpu": 1.0},  # metered; Ray is asked for none (the session farm's slot holds them)
-                renderer=RENDERER,
-            )
-
-        pool = WorkerPool(make_config)
-        for i in range(2):
-            pool.add_slot(f"chunk-actions/slot-{i}", {"cpu": 0.0})
-        pool.warm()
-        dispatcher = Dispatcher(api.db, pool, api.clock, DispatchConfig(interval_s=0.01), FairShare(600.0, 600.0))
-        api.app.state.ctx.notify = dispatcher.wake.set  # as the embedded farm wires it
-        stop = threading.Event()
-        thread = threading.Thread(target=dispatcher.run, args=(stop,), name="chunk-actions-dispatcher", daemon=True)
-        thread.start()
-        try:
-            yield Rig(api, http, dispatcher)
-        finally:
-            for job in http.get("/api/v1/jobs").json()["jobs"]:
-                http.post(f"/api/v1/jobs/{job['id']}/cancel")
-            deadline = time.monotonic() + 10
-            while any(not slot.idle for slot in pool.slots) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            stop.set()
-            dispatcher.wake.set()
-            thread.join(timeout=10)
-            pool.shutdown()
+    with scheduled(tmp_path_factory.mktemp("chunk-actions"), "chunk-actions", RENDERER) as running:
+        yield running
 
 
 def _after(when: datetime | None, moment: float) -> bool:

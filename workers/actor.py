@@ -95,6 +95,8 @@ class RenderWorker:
         self._last_log = ""
         self._rendering = False
         self._current_job: str | None = None
+        self._bundle: set[str] = set()  # chunks of the bundle being rendered that have not begun
+        self._skip: set[str] = set()  # of those, the ones canceled meanwhile
         # The lease: renewed at each sign of progress (a frame stored, Blender's sample reports). The scheduler
         # learns its age from ``poll`` and kills an attempt whose lease is older than the task timeout.
         self._renewed = time.monotonic()
@@ -161,13 +163,51 @@ class RenderWorker:
         return removed
 
     def cancel(self, task_id: str) -> bool:
-        """Stop the chunk now: nothing more is stored for it."""
+        """Stop the chunk now: nothing more is stored for it. A chunk of the bundle being rendered that has not
+        begun yet is skipped when its turn comes."""
         with self._lock:
             if self._task != task_id:
-                return False
+                if task_id not in self._bundle:
+                    return False
+                self._skip.add(task_id)
+                return True
             self._stop.set()
         self.renderer.kill()
         return True
+
+    def render_bundle(self, bundle: list[Assignment]) -> list[AttemptFacts]:
+        """Several short chunks of one job in one call (``scheduler.bundles``): one Ray round trip instead of one
+        per chunk. Each chunk is rendered and reported exactly as if it came alone (its own attempt, frames and
+        facts); one canceled before its turn ends canceled with nothing rendered."""
+        with self._lock:
+            self._bundle, self._skip = {a.task_id for a in bundle}, set()
+        out: list[AttemptFacts] = []
+        try:
+            for a in bundle:
+                with self._lock:
+                    self._bundle.discard(a.task_id)
+                    skipped = a.task_id in self._skip
+                out.append(self._not_begun(a) if skipped else self.render(a))
+        finally:
+            with self._lock:
+                self._bundle, self._skip = set(), set()
+        return out
+
+    def _not_begun(self, a: Assignment) -> AttemptFacts:
+        now = time.time()
+        return AttemptFacts(
+            task_id=a.task_id,
+            attempt=a.attempt,
+            node=self.node,
+            worker=self.config.name,
+            resources=dict(self.config.resources),
+            outcome=Outcome.CANCELED,
+            started_at=now,
+            ended_at=now,
+            seconds=0.0,
+            reason=reasons.make("stopped"),
+            storage_errors=self.storage_errors.snapshot(),
+        )
 
     def render(self, a: Assignment) -> AttemptFacts:
         """Render one chunk and return the attempt's facts."""

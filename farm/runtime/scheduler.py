@@ -153,6 +153,8 @@ def dispatch_config(settings: ServerSettings) -> DispatchConfig:
         interval_s=settings.dispatch_interval_s,
         task_timeout_s=settings.task_timeout_s,
         blocklist_after=settings.blocklist_after,
+        bundle_max=settings.bundle_max,
+        bundle_s=settings.bundle_s,
     )
 
 

@@ -1,0 +1,114 @@
+"""Bundles (issue 12) through the real scheduler and Ray (``tests.scheduled``): short one-frame chunks travel
+several to a call, and every promise a chunk alone has holds for each chunk of a bundle. Attacked: a job canceled
+mid-bundle, a worker killed mid-bundle, a chunk that hangs inside a bundle. Results are checked by the stored
+bytes, not by status."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import ray
+
+from scheduler.dispatcher import DispatchConfig
+from tests.scheduled import Rig, scheduled
+from workers.renderer import tiny_png
+
+pytestmark = [pytest.mark.ray]
+
+#: Frames render in 10 ms (bundles of up to 8), 301-400 in 40 ms, frame 505 hangs (no progress, no frame).
+RENDERER = "sleep:0.01;slow:301-400=0.04;hang:505"
+
+
+@pytest.fixture(scope="module")
+def rig(farm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    # A short task timeout, so the hung chunk's lease expires within the test.
+    config = DispatchConfig(interval_s=0.01, task_timeout_s=1.0, kill_grace_s=2.0)
+    with scheduled(tmp_path_factory.mktemp("bundles"), "bundles", RENDERER, slots=2, config=config) as running:
+        yield running
+
+
+def _frames_are_right(rig: Rig, job_id: str, frames: range) -> None:
+    stored = rig.frames(job_id)
+    assert sorted(stored) == list(frames)
+    for number, row in stored.items():
+        expected = hashlib.sha256(tiny_png(4, 4, number)).hexdigest()
+        assert row.sha256 == expected, (number, row.sha256)
+        assert hashlib.sha256(b"".join(rig.farm.store.open(row.key))).hexdigest() == expected, number
+
+
+def test_short_chunks_travel_in_bundles_and_every_frame_is_the_right_one(rig: Rig) -> None:
+    before = Counter(rig.dispatcher.calls)
+    job_id = rig.submit("bundled", "1-160", chunk=1)
+    done = rig.ended(job_id, timeout=60)
+    assert done["status"] == "completed" and done["frames_done"] == 160, done
+    _frames_are_right(rig, job_id, range(1, 161))
+    for task in rig.tasks(job_id):
+        attempts = rig.attempts(task["id"])
+        assert [a.status for a in attempts] == ["completed"], (task["index"], [a.status for a in attempts])
+    calls = Counter(rig.dispatcher.calls) - before
+    assert sum(size * count for size, count in calls.items()) == 160
+    assert max(calls) > 1 and sum(calls.values()) < 160 / 2, f"short chunks went one per call: {calls}"
+    assert max(calls) <= rig.dispatcher.config.bundle_max
+
+
+def test_a_job_canceled_mid_bundle_stops_every_chunk_of_it(rig: Rig) -> None:
+    job_id = rig.submit("cancel-bundle", "301-400", chunk=1)
+    rig.wait(lambda: len(rig.frames(job_id)) >= 12, what="a dozen frames")
+    rig.wait(lambda: any(slot.queued for slot in rig.dispatcher.pool.slots), what="a bundle under way")
+    asked = time.monotonic()
+    assert rig.http.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    done = rig.ended(job_id, timeout=20)
+    assert done["status"] == "canceled", done
+    assert time.monotonic() - asked < 5
+    for task in rig.tasks(job_id):
+        assert task["status"] in ("completed", "canceled"), task
+        for attempt in rig.attempts(task["id"]):
+            assert attempt.ended_at is not None, (task["index"], attempt.status)
+    # What was stored is right, and a frame row exists exactly for the chunks that completed.
+    completed = {int(t["frames"]) for t in rig.tasks(job_id) if t["status"] == "completed"}
+    stored = rig.frames(job_id)
+    assert set(stored) == completed and len(stored) < 100
+    for number, row in stored.items():
+        assert row.sha256 == hashlib.sha256(tiny_png(4, 4, number)).hexdigest()
+
+
+def test_a_worker_killed_mid_bundle_loses_no_frame(rig: Rig) -> None:
+    job_id = rig.submit("kill-bundle", "1001-1200", chunk=1)
+    victim = rig.wait(
+        lambda: next((slot for slot in rig.dispatcher.pool.slots if len(slot.queued) > 1), None),
+        what="a slot with a bundle under way",
+    )
+    ray.kill(victim.actor)
+    done = rig.ended(job_id, timeout=60)
+    assert done["status"] == "completed" and done["frames_done"] == 200, done
+    _frames_are_right(rig, job_id, range(1001, 1201))
+    failed = lost = 0
+    for task in rig.tasks(job_id):
+        statuses = [a.status for a in rig.attempts(task["id"])]
+        assert statuses[-1] == "completed", (task["index"], statuses)
+        failed += statuses.count("failed")
+        lost += statuses.count("lost")
+    assert failed <= 1, "only the chunk being rendered when the worker died counts as failed"
+    assert lost >= 1, "the rest of its bundle was requeued, counting against nothing"
+
+
+def test_a_chunk_that_hangs_inside_a_bundle_fails_alone(rig: Rig) -> None:
+    job_id = rig.submit("hang-bundle", "481-540", chunk=1, max_attempts=2)
+    done = rig.ended(job_id, timeout=60)
+    assert done["status"] == "failed", done
+    by_frame = {int(t["frames"]): t for t in rig.tasks(job_id)}
+    hung = by_frame[505]
+    attempts = rig.attempts(hung["id"])
+    assert [a.status for a in attempts] == ["failed", "failed"], [(a.status, a.reason) for a in attempts]
+    assert all("lease expired" in (a.reason or "") for a in attempts), [a.reason for a in attempts]
+    stored = rig.frames(job_id)
+    assert sorted(stored) == [f for f in range(481, 541) if f != 505]
+    for number, row in stored.items():
+        assert row.sha256 == hashlib.sha256(tiny_png(4, 4, number)).hexdigest()
+    for frame, task in by_frame.items():
+        if frame != 505:
+            assert task["status"] == "completed", (frame, task["status"])
