@@ -237,7 +237,13 @@ class Dispatcher:
                     result: AttemptFacts | list[AttemptFacts] = ray.get(slot.render_ref)
                 except RayError as exc:
                     why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                    reports.lost.append((slot, why, isinstance(exc, ActorDiedError)))
+                    died = isinstance(exc, ActorDiedError)
+                    if len(slot.call) > 1 and not died:
+                        # E.g. a render node still running older worker code, without ``render_bundle``: the
+                        # slot's chunks go one by one from now on, so they are not lost again and again.
+                        slot.bundles = False
+                        log.warning("worker %s: a bundle failed (%s); sending it one chunk at a time", slot.name, why)
+                    reports.lost.append((slot, why, died))
                 else:
                     every = result if isinstance(result, list) else [result]  # a bundle: one per chunk
                     for facts in every:
@@ -602,7 +608,7 @@ class Dispatcher:
                 continue
             idle.remove(slot)
             chunks = [task]
-            extra = bundle(job) - 1 if not task.failures else 0
+            extra = bundle(job) - 1 if slot.bundles and not task.failures else 0
             for more in rows.more_of(job, extra) if extra > 0 else []:
                 # A chunk that failed before goes alone (its retry is judged alone); so does one waiting out an
                 # outage. The others are claimed like the first.

@@ -56,6 +56,7 @@ class Slot:
     call: list[tuple[str, int]] = field(default_factory=list)
     stopping: set[str] = field(default_factory=set)
     kill_for: tuple[str, int] | None = None  # the (task, attempt) whose lease expired
+    bundles: bool = True  # False once a bundle call failed without the actor dying (a worker of older code)
 
     @property
     def queued(self) -> list[tuple[str, int]]:

@@ -9,6 +9,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import ray
@@ -112,3 +113,39 @@ def test_a_chunk_that_hangs_inside_a_bundle_fails_alone(rig: Rig) -> None:
     for frame, task in by_frame.items():
         if frame != 505:
             assert task["status"] == "completed", (frame, task["status"])
+
+
+@ray.remote(num_cpus=0)
+def _no_render_bundle(*_args: Any) -> None:
+    raise AttributeError("'RenderWorker' object has no attribute 'render_bundle'")
+
+
+class _OlderWorker:
+    """An actor handle of a worker running code from before bundles: everything but ``render_bundle`` works."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._actor, name)
+
+    @property
+    def render_bundle(self) -> Any:
+        return _no_render_bundle
+
+
+def test_a_worker_of_older_code_gets_its_chunks_one_by_one(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = rig.dispatcher.pool
+    old = pool.slots[0]
+    spawn = pool._spawn
+    monkeypatch.setattr(
+        pool, "_spawn", lambda name, *a: (_OlderWorker if name == old.name else lambda x: x)(spawn(name, *a))
+    )
+    monkeypatch.setattr(old, "actor", _OlderWorker(old.actor))
+    job_id = rig.submit("older-worker", "2001-2120", chunk=1)
+    done = rig.ended(job_id, timeout=60)
+    assert done["status"] == "completed" and done["frames_done"] == 120, done
+    _frames_are_right(rig, job_id, range(2001, 2121))
+    assert not old.bundles
+    lost = [a for task in rig.tasks(job_id) for a in rig.attempts(task["id"]) if a.status == "lost"]
+    assert 1 <= len(lost) <= rig.dispatcher.config.bundle_max, "one bundle was lost, then no more"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from storage.base import ObjectStore, output_key
 from storage.counting import CountingStore, ErrorCounts
 from storage.factory import StoreConfig, make_store
 from storage.grants import GrantedStore, grant_pool
-from workers.cache import BlobCache, remove_tree, sha256_file
+from workers.cache import BlobCache, empty_folder, hash_file, remove_tree
 from workers.child_env import child_environment
 from workers.factory import make_renderer
 from workers.layout import JobFolder, hide_node_paths
@@ -46,16 +47,24 @@ class WorkerConfig:
     node: str = ""  # the node's name as the scheduler knows it (cluster mode); the host name otherwise
 
 
-def store_with_retries(store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event) -> None:
-    """Upload with backoff across a storage outage; gives up only after ``retries`` tries."""
+def store_with_retries(
+    store: ObjectStore, key: str, path: Path, retries: int, stopped: threading.Event, *, move: bool = False
+) -> bool:
+    """Upload with backoff across a storage outage; gives up only after ``retries`` tries. ``move``: the file is
+    not needed afterwards, so a store that can take it by renaming it into place (the local store) does, and
+    the answer is True (the file is gone)."""
     delay = 0.2
-    for attempt in range(retries + 1):
+    attempt = 0
+    while True:
         try:
+            if move and isinstance(store, CountingStore):
+                return store.move_file(key, path)
             store.put_file(key, path)
-            return
+            return False
         except StorageError:
-            if attempt == retries or stopped.is_set():
+            if attempt >= retries or stopped.is_set():
                 raise
+            attempt += 1
             log.warning("upload of %s failed; retrying in %.1fs", key, delay)
             stopped.wait(delay)
             delay = min(delay * 2, 5.0)
@@ -219,6 +228,7 @@ class RenderWorker:
             self._stop.clear()
         started_wall, started = time.time(), time.monotonic()
         stored: list[StoredFrame] = []
+        written: list[Path] = []  # files of stored frames still in the output folder (copied there, not moved)
         ended: dict[str, Any] = {}
         audit_note = ""
         folder = self._folders.get(a.job_id)
@@ -234,17 +244,21 @@ class RenderWorker:
                 job_id=a.job_id,
                 blend_path=folder.input / a.blend_file,
                 frames=a.frames,
-                out_dir=folder.root / "output" / a.task_id,
+                out_dir=folder.chunk_output,  # the job's chunks on this slot reuse it (``empty_folder``)
                 settings={**a.settings, "threads": int(self.config.resources.get("cpu", 0)), "gpu": gpu},
                 attempt=f"{a.task_id}:{a.attempt}",
                 reload=a.job_id in self._reload,
             )
             self._reload.discard(a.job_id)
-            remove_tree(spec.out_dir)  # nothing of an earlier attempt can pass for this one's frame
+            # Nothing of an earlier attempt can pass for this one's frame: the folder is emptied first.
+            empty_folder(spec.out_dir)
             self._rendering = True  # from here on the renderer's live log is this chunk's
             try:
                 result = self.renderer.render(
-                    spec, lambda done: self._store_frame(a, done, stored), self._set_progress, self._stop.is_set
+                    spec,
+                    lambda done: self._store_frame(a, done, stored, written),
+                    self._set_progress,
+                    self._stop.is_set,
                 )
             finally:
                 self._rendering = False
@@ -261,7 +275,9 @@ class RenderWorker:
                 log_tail=result.log_tail,
                 blender_seconds=result.blender_seconds,
             )
-            remove_tree(spec.out_dir)
+            for path in written:  # what was copied into the store, not moved (the next chunk empties the rest)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         except ObjectMissing as exc:
             # The store is up but an input is gone: waiting will not help, another node will not either.
             ended.update(
@@ -278,18 +294,9 @@ class RenderWorker:
             )
         if audit_note:
             ended["log_tail"] = f"{ended.get('log_tail', '')}\n{audit_note}\n"
-        if isinstance(ended.get("reason"), str):  # shown to the studio: no paths of this node
-            ended["reason"] = reasons.rewrite(  # a coded reason keeps its code: its parameters are rewritten
-                ended["reason"],
-                lambda text: hide_node_paths(
-                    text,
-                    [
-                        (self.work / "jobs" / a.job_id, "<job folder>"),
-                        (self.work, "<worker>"),
-                        (Path(self.config.cache_dir), "<cache>"),
-                    ],
-                ),
-            )
+        reason = ended.get("reason")
+        if isinstance(reason, str) and reason:  # shown to the studio: no paths of this node
+            ended["reason"] = self._hide_paths(a.job_id, reason)
         with self._lock:
             frames = tuple(stored)
             self._task = None
@@ -325,24 +332,46 @@ class RenderWorker:
             self._progress = fraction
             self._renewed = time.monotonic()
 
-    def _store_frame(self, a: Assignment, done: FrameDone, stored: list[StoredFrame]) -> None:
+    def _hide_paths(self, job_id: str, reason: str) -> str:
+        """A reason as the studio may read it: this node's folders named by what they are."""
+        places = [
+            (self.work / "jobs" / job_id, "<job folder>"),
+            (self.work, "<worker>"),
+            (Path(self.config.cache_dir), "<cache>"),
+        ]
+        # A coded reason keeps its code: its parameters are rewritten.
+        return reasons.rewrite(reason, lambda text: hide_node_paths(text, places))
+
+    def _store_frame(
+        self, a: Assignment, done: FrameDone, stored: list[StoredFrame], written: list[Path] | None = None
+    ) -> None:
+        """Store one frame's files (``written`` collects their local paths) and report it."""
         if self._stop.is_set():
             return  # canceled: nothing is stored after the cancel
         name = done.output_name  # a relative path: the job's output layout (e.g. render/shot_0001.exr)
         key = output_key(a.company_id, a.job_id, name)
-        sha = sha256_file(done.path)
-        size = done.path.stat().st_size
+        sha, size = hash_file(done.path)
         store = self._chunk_store or self._store_for(a)
-        store_with_retries(store, key, done.path, self.config.upload_retries, self._stop)
+        retries = self.config.upload_retries
+        left: list[Path] = []  # the files still in the output folder once stored (copied, not moved)
         layers: list[StoredLayer] = []
         for layer in done.layers:  # one file per view layer: the frame counts once every one is stored
             layer_key = output_key(a.company_id, a.job_id, layer.name)
-            layer_sha, layer_size = sha256_file(layer.path), layer.path.stat().st_size
-            if layer_key != key:
-                store_with_retries(store, layer_key, layer.path, self.config.upload_retries, self._stop)
+            own = layer.path != done.path
+            layer_sha, layer_size = hash_file(layer.path) if own else (sha, size)
+            if layer_key != key and not store_with_retries(store, layer_key, layer.path, retries, self._stop, move=own):
+                left.append(layer.path)
             layers.append(StoredLayer(layer.layer, layer_key, layer.name, layer_size, layer_sha))
+        # Each file is hashed, then handed over (moved into a local store): the frame's own file goes last, as a
+        # layer may be stored from it under another name. The output folder is removed after the chunk.
+        if not store_with_retries(store, key, done.path, retries, self._stop, move=True):
+            left.append(done.path)
         if done.display is not None:  # scene-linear frame: its thumbnail as the scene's view transform shows it
             store_display_images(store, key, sha, done.display)
+        if written is not None:
+            written.extend(left)
+            if done.display is not None:
+                written.append(done.display)
         event = StoredFrame(
             a.task_id, a.attempt, done.frame, key, name, size, sha, done.device, done.seconds, tuple(layers)
         )

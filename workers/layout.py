@@ -9,12 +9,13 @@ is discarded, named in the attempt's log, and restored from the cache before the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from farm.domain.inputs import input_owner
 from farm.errors import StorageError
@@ -24,8 +25,7 @@ from workers.cache import BlobCache, copy_verified, remove_tree
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     """What a laid-out file looked like right after the copy; any difference means something wrote to it."""
 
     size: int
@@ -33,8 +33,11 @@ class Stamp:
     inode: int
 
     @classmethod
-    def of(cls, path: Path) -> Stamp:
-        st = os.lstat(path)
+    def of(cls, path: str | Path) -> Stamp:
+        return cls.from_stat(os.lstat(path))
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> Stamp:
         return cls(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
@@ -61,28 +64,34 @@ class AuditReport:
 
 
 class JobFolder:
-    """``<root>/input`` holds the manifest's files; ``<root>/output/<task>`` what chunks render."""
+    """``<root>/input`` holds the manifest's files; ``<root>/output/chunk`` what the chunk being rendered renders."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.input = self.root / "input"
+        self.output = self.root / "output"
+        # Emptied before each chunk and reused by the next (``workers.cache.empty_folder``).
+        self.chunk_output = self.output / "chunk"
+        self._input = str(self.input)  # the per-chunk work below runs on strings: pathlib costs more than stat
         self._stamps: dict[str, Stamp] = {}
 
     def prepare(
         self, cache: BlobCache, store: ObjectStore, company: str, manifest: Mapping[str, Mapping[str, Any]]
     ) -> None:
         """Make the input folder hold exactly the manifest's bytes (first chunk: the whole layout; later chunks:
-        only what is missing or no longer matches its stamp)."""
-        self.input.mkdir(parents=True, exist_ok=True)
+        only what is missing or no longer matches its stamp: one ``lstat`` per file)."""
+        if not self._stamps:
+            self.input.mkdir(parents=True, exist_ok=True)
         copied = False
         for rel, entry in manifest.items():
-            dest = self.input / rel
             stamp = self._stamps.get(rel)
-            try:
-                if stamp is not None and Stamp.of(dest) == stamp:
-                    continue
-            except FileNotFoundError:
-                pass
+            if stamp is not None:
+                try:
+                    if Stamp.of(os.path.join(self._input, rel)) == stamp:
+                        continue
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
+            dest = self.input / rel
             self._copy_in(cache, store, input_owner(company, entry), str(entry["sha256"]), dest)  # issue 20
             self._stamps[rel] = Stamp.of(dest)
             copied = True
@@ -104,42 +113,61 @@ class JobFolder:
 
     def audit(self) -> AuditReport:
         """Compare the input folder with what was laid out: delete what the render created, forget what it
-        changed (``prepare`` restores it)."""
+        changed (``prepare`` restores it). Every file is looked at, by one ``lstat`` (the stamp)."""
         created: list[str] = []
         changed: list[str] = []
         seen: set[str] = set()
-        if not self.input.exists():
-            return AuditReport([], sorted(self._stamps))
-        for dirpath, dirnames, filenames in os.walk(self.input):
-            for name in filenames:
-                path = Path(dirpath) / name
-                rel = path.relative_to(self.input).as_posix()
-                stamp = self._stamps.get(rel)
-                if stamp is None:
-                    created.append(rel)
-                    path.unlink(missing_ok=True)
-                    continue
-                seen.add(rel)
-                try:
-                    if Stamp.of(path) != stamp:
-                        changed.append(rel)
-                        path.unlink(missing_ok=True)
-                        del self._stamps[rel]
-                except FileNotFoundError:
-                    pass
-            for name in list(dirnames):
-                sub = Path(dirpath) / name
-                if sub.is_symlink():
-                    created.append(sub.relative_to(self.input).as_posix())
-                    sub.unlink(missing_ok=True)
-                    dirnames.remove(name)
-        for rel in set(self._stamps) - seen:
-            changed.append(rel)  # deleted or moved away by the render
-            del self._stamps[rel]
+        if not self._audit_folder(self._input, "", created, changed, seen):
+            return AuditReport([], sorted(self._stamps))  # the input folder is gone: prepare lays it out again
+        if len(seen) != len(self._stamps):  # some laid-out file was not found as it was
+            for rel in set(self._stamps) - seen:
+                changed.append(rel)  # deleted or moved away by the render
+                del self._stamps[rel]
         report = AuditReport(sorted(created), sorted(changed))
         if not report.clean:
             log.warning("job folder %s: %s", self.root.name, report.describe())
         return report
+
+    def _audit_folder(self, folder: str, prefix: str, created: list[str], changed: list[str], seen: set[str]) -> bool:
+        """One folder of the audit (``prefix``: its path relative to the input folder, ending with ``/``); False
+        when it is not there (removed, or something else in its place: its files count as missing)."""
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                is_dir = entry.is_dir()  # follows a link, so that a link to a folder is caught below
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if entry.is_symlink():
+                    created.append(rel)  # never followed: it could lead anywhere
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                else:
+                    self._audit_folder(entry.path, rel + "/", created, changed, seen)
+                continue
+            stamp = self._stamps.get(rel)
+            if stamp is None:
+                created.append(rel)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                continue
+            try:
+                now = Stamp.from_stat(entry.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue  # removed while we looked: counted as missing
+            if now == stamp:
+                seen.add(rel)  # ``seen`` holds only files that are as laid out: the count check relies on it
+                continue
+            changed.append(rel)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            del self._stamps[rel]
+        return True
 
     def remove(self) -> None:
         """Delete the whole folder (the job ended, or the worker starts afresh)."""

@@ -80,6 +80,9 @@ CATALOGUE: dict[str, Entry] = {
     "node_left": Entry("warning", "worker lost: node {node} left the cluster ({why})"),
     "worker_died": Entry("error", "the worker process died while rendering this chunk ({why})"),
     "worker_lost": Entry("warning", "worker lost: {why}"),
+    "lost_in_a_row": Entry(
+        "error", "the chunk lost its worker {times} times in a row; this loss counts as a failed attempt ({reason})"
+    ),
     "frame_error": Entry("error", "frame {frame}: {message}"),
     "scene_error": Entry("error", "scene or job error (not retried): {reason}"),
     "attempts_failed": Entry("error", "{failures} attempt(s) failed: {reason}"),

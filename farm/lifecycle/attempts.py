@@ -16,13 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.contract import ChunkFailurePolicy, JobSettings
+from farm.db import deferred
 from farm.db.models import Frame, Job, Task, TaskAttempt
 from farm.domain import reasons
 from farm.domain.attempts import AttemptFacts, Fault, Outcome, StoredFrame
 from farm.domain.frames import format_frames
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, TASK_RUNNABLE, JobStatus, TaskStatus
 from farm.lifecycle import blocklist, notify, tallies
-from farm.lifecycle.outcomes import Verdict, decide
+from farm.lifecycle.outcomes import LOST_LIMIT, Verdict, decide
 from farm.lifecycle.transitions import set_job_status, set_task_status, settle_job
 from farm.metering import ledger
 
@@ -61,11 +62,22 @@ _PRELOADED = "farm.lifecycle.preloaded"
 _IN_SLICE = 2000
 
 
+@dataclass(frozen=True)
+class _Inserted:
+    """A frame row this transaction inserts with one statement for the pass (``farm.db.deferred``), not as an ORM
+    object: what checking the chunk's frames reads of it."""
+
+    task_id: str
+    sha256: str
+    layers: list[dict[str, object]] | None
+
+
 @dataclass
 class _Preloaded:
     attempts: dict[tuple[str, int], TaskAttempt]
-    frames: dict[tuple[str, int], Frame | None]
+    frames: dict[tuple[str, int], Frame | _Inserted | None]
     rows: list[object]  # the session's identity map holds rows weakly: these stay loaded for the batch
+    settings: dict[str, JobSettings] = field(default_factory=dict)  # by job: read once per pass, not per chunk
 
 
 def preload(s: Session, task_ids: Iterable[str], lock_jobs: bool = False) -> None:
@@ -81,7 +93,7 @@ def preload(s: Session, task_ids: Iterable[str], lock_jobs: bool = False) -> Non
     jobs = list(s.scalars(query.with_for_update() if lock_jobs else query))
     attempts = {(a.task_id, a.number): a for a in s.scalars(select(TaskAttempt).where(TaskAttempt.task_id.in_(ids)))}
     wanted = {(task.job_id, frame) for task in tasks for frame in task.frames}
-    frames: dict[tuple[str, int], Frame | None] = dict.fromkeys(wanted)
+    frames: dict[tuple[str, int], Frame | _Inserted | None] = dict.fromkeys(wanted)
     numbers = sorted({f for _, f in wanted})
     # In slices: chunks of up to 10,000 frames on 8 slots would pass the databases' bound-parameter limits.
     for start in range(0, len(numbers), _IN_SLICE):
@@ -92,11 +104,24 @@ def preload(s: Session, task_ids: Iterable[str], lock_jobs: bool = False) -> Non
     s.info[_PRELOADED] = _Preloaded(attempts, frames, [*tasks, *jobs])
 
 
-def _frame(s: Session, job_id: str, frame: int) -> Frame | None:
+def _frame(s: Session, job_id: str, frame: int) -> Frame | _Inserted | None:
     loaded: _Preloaded | None = s.info.get(_PRELOADED)
     if loaded is not None and (job_id, frame) in loaded.frames:
         return loaded.frames[(job_id, frame)]
+    if deferred.pending(s):
+        deferred.write(s)  # a frame row of this transaction not sent yet is found
     return s.get(Frame, (job_id, frame))
+
+
+def _settings(s: Session, job: Job) -> JobSettings:
+    """The job's settings, validated once per pass when the pass preloaded its rows."""
+    loaded: _Preloaded | None = s.info.get(_PRELOADED)
+    if loaded is None:
+        return JobSettings.of(job.settings)
+    known = loaded.settings.get(job.id)
+    if known is None:
+        known = loaded.settings[job.id] = JobSettings.of(job.settings)
+    return known
 
 
 def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredFrame], now: datetime) -> int:
@@ -119,28 +144,53 @@ def record_frames(s: Session, task: Task, attempt: int, events: Iterable[StoredF
                 ev.frame,
             )
             continue
-        row = _frame(s, task.job_id, ev.frame)
-        old_size = 0
-        if row is None:
+        found = _frame(s, task.job_id, ev.frame)
+        loaded: _Preloaded | None = s.info.get(_PRELOADED)
+        layers = [asdict(layer) for layer in ev.layers] or None  # one file per view layer: each file, the first too
+        if found is None:
+            # A new row, the common case: one INSERT for all of the pass's new frames (farm.db.deferred).
             if job is not None:
                 job.frames_done += 1
+                job.frames_bytes = int(job.frames_bytes or 0) + int(ev.size or 0)
+                job.last_frame_at = now
             first_time += 1
-            row = Frame(job_id=task.job_id, frame=ev.frame, task_id=task.id)
-            s.add(row)
-            loaded: _Preloaded | None = s.info.get(_PRELOADED)
+            new_row = {
+                "job_id": task.job_id,
+                "frame": ev.frame,
+                "task_id": task.id,
+                "key": ev.key,
+                "name": ev.name,
+                "size": ev.size,
+                "sha256": ev.sha256,
+                "device": ev.device,
+                "render_seconds": ev.seconds,
+                "created_at": now,
+                "layers": layers,
+            }
+            deferred.insert_later(s, Frame.__table__, new_row)
             if loaded is not None:
-                loaded.frames[(task.job_id, ev.frame)] = row
-        elif row.task_id != task.id:
+                loaded.frames[(task.job_id, ev.frame)] = _Inserted(task.id, ev.sha256, layers)
+            recorded += 1
+            seconds.setdefault(str(ev.device or "").lower(), []).append(float(ev.seconds or 0.0))
+            continue
+        if isinstance(found, _Inserted):  # inserted earlier in this pass: read back as a row to change
+            deferred.write(s)
+            row = s.get(Frame, (task.job_id, ev.frame))
+        else:
+            row = found
+        if row is None:  # cannot happen: the insert was sent before the read
+            continue
+        if loaded is not None:
+            loaded.frames[(task.job_id, ev.frame)] = row
+        if row.task_id != task.id:
             log.error(
                 "job %s frame %d belongs to task %s, not %s: refused", task.job_id, ev.frame, row.task_id, task.id
             )
             continue
-        else:
-            old_size = int(row.size or 0)
+        old_size = int(row.size or 0)
         row.key, row.name, row.size, row.sha256 = ev.key, ev.name, ev.size, ev.sha256
         row.device, row.render_seconds, row.created_at = ev.device, ev.seconds, now
-        # One file per view layer: every file, each with its size and sha256 (the first is the row's own).
-        row.layers = [asdict(layer) for layer in ev.layers] or None
+        row.layers = layers
         recorded += 1
         seconds.setdefault(str(ev.device or "").lower(), []).append(float(ev.seconds or 0.0))
         if job is not None:
@@ -202,7 +252,7 @@ def attempt_ended(
         job.warning = facts.warning[:4000]
     for resource, count in facts.resources.items():
         if count > 0:
-            ledger.record(
+            ledger.append(
                 s,
                 ledger.Usage(
                     company_id=job.company_id,
@@ -239,7 +289,8 @@ def worker_lost(
     monotonic: float,
 ) -> None:
     """The worker under an attempt is gone: a failure of the node when ``failed`` (the process died on a live
-    node, or ignored the kill after its lease expired), otherwise a loss that counts against nothing."""
+    node, or ignored the kill after its lease expired), otherwise a loss that counts against nothing, unless the
+    chunk's last ``LOST_LIMIT`` attempts were all lost: then it counts against the chunk (never the node)."""
     task = s.get(Task, task_id)
     if task is None:
         return
@@ -277,16 +328,34 @@ def settle_attempt(
         set_task_status(task, TaskStatus.CANCELED, now, f"job {job_status.value}")
         return
     count = waits.count(task.id) + 1 if fault is Fault.STORAGE else 0
+    number = attempt.number if attempt is not None else task.attempts
+    lost = lost_in_a_row(s, task.id, number) if outcome is Outcome.LOST else 0
     verdict = decide(
         outcome,
         fault,
         reason,
         failures_before=task.failures,
-        max_attempts=JobSettings.of(job.settings).max_attempts,
+        max_attempts=_settings(s, job).max_attempts,
         missing_frames=missing_frames(s, task) if outcome is Outcome.COMPLETED else [],
         storage_waits=count,
+        lost_in_a_row=lost,
     )
     _apply(s, job, task, verdict, now, attempt, policy, waits, count, monotonic)
+
+
+def lost_in_a_row(s: Session, task_id: str, number: int) -> int:
+    """How many of the chunk's attempts just before attempt ``number`` ended lost, up to ``LOST_LIMIT``."""
+    count = 0
+    for status in s.scalars(
+        select(TaskAttempt.status)
+        .where(TaskAttempt.task_id == task_id, TaskAttempt.number < number)
+        .order_by(TaskAttempt.number.desc())
+        .limit(LOST_LIMIT)
+    ):
+        if status != Outcome.LOST:
+            break
+        count += 1
+    return count
 
 
 def _apply(
@@ -304,6 +373,9 @@ def _apply(
     if attempt is not None and attempt.status == Outcome.COMPLETED and verdict.task is not TaskStatus.COMPLETED:
         # The worker said "completed" but frames are missing: the attempt failed, and says which frames.
         attempt.status, attempt.fault, attempt.reason = Outcome.FAILED.value, Fault.NODE.value, verdict.reason
+    elif attempt is not None and attempt.status == Outcome.LOST and verdict.counts_against_chunk:
+        # Lost once too often in a row (LOST_LIMIT): this loss is a failed attempt, whose fault nobody knows.
+        attempt.status, attempt.fault, attempt.reason = Outcome.FAILED.value, Fault.NONE.value, verdict.cause
     if verdict.retry_after_s:
         waits.waits[task.id] = (count, monotonic + verdict.retry_after_s, job.id)
         job.status_reason = reasons.make("waiting", reason=verdict.reason)  # the text starts with WAITING
@@ -323,7 +395,7 @@ def _apply(
             attempt=attempt.number if attempt is not None else None,
         )
     set_task_status(task, verdict.task, now, verdict.reason, job)
-    fail_the_job = JobSettings.of(job.settings).on_chunk_failure is ChunkFailurePolicy.FAIL_JOB
+    fail_the_job = _settings(s, job).on_chunk_failure is ChunkFailurePolicy.FAIL_JOB
     if verdict.task is TaskStatus.FAILED and fail_the_job:
         fail_job(s, job, task, verdict.cause or verdict.reason, now)
     if JobStatus(job.status) not in JOB_TERMINAL and job.tasks_failed > 0:

@@ -61,6 +61,11 @@ STORAGE_BACKOFF_FIRST_S = 2.0
 STORAGE_BACKOFF_MAX_S = 60.0
 
 
+#: A lost worker counts against nothing, but a chunk whose worker is lost this many times in a row (the facts never
+#: arrive: the chunk may be what kills it) has its next loss counted as a failed attempt, so it cannot loop forever.
+LOST_LIMIT = 5
+
+
 def storage_backoff_s(waits: int) -> float:
     """How long a chunk waits before its next try after ``waits`` consecutive store outages (1, 2, …)."""
     return float(min(STORAGE_BACKOFF_MAX_S, STORAGE_BACKOFF_FIRST_S * 2.0 ** max(0, waits - 1)))
@@ -74,18 +79,27 @@ def decide(
     max_attempts: int,
     missing_frames: list[int],
     storage_waits: int = 0,
+    lost_in_a_row: int = 0,
 ) -> Verdict:
     """The verdict on an attempt of a chunk whose job is still running.
 
     ``failures_before``: failed attempts of the chunk that counted so far; ``missing_frames``: frames of the chunk
     with no stored file after an attempt that says it completed; ``storage_waits``: consecutive store outages of
-    the chunk including this one.
+    the chunk including this one; ``lost_in_a_row``: the chunk's attempts just before this one that all ended lost.
     """
     if outcome is Outcome.COMPLETED and missing_frames:
         outcome, fault = Outcome.FAILED, Fault.NODE
         reason = reasons.make("frames_missing", frames=_frames(missing_frames))
     if outcome is Outcome.COMPLETED:
         return Verdict(TaskStatus.COMPLETED, "")
+    if outcome is Outcome.LOST and lost_in_a_row >= LOST_LIMIT:
+        # Counts against the chunk (retries, then failed), not the node: a loss does not say whose fault it was.
+        cause = reasons.make("lost_in_a_row", times=lost_in_a_row + 1, reason=reason)
+        failures = failures_before + 1
+        if failures >= max_attempts:
+            why = reasons.make("attempts_failed", failures=failures, reason=cause)
+            return Verdict(TaskStatus.FAILED, why, counts_against_chunk=True, cause=cause)
+        return Verdict(TaskStatus.SOFT_FAILED, cause, counts_against_chunk=True, cause=cause)
     if outcome in (Outcome.CANCELED, Outcome.LOST):
         return Verdict(TaskStatus.QUEUED, reason or reasons.make("requeued_by_scheduler"))
     if fault is Fault.STORAGE:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from farm.db import deferred
 from farm.db.models import MetricTotal
 
 FRAMES_RENDERED = "frames_rendered"
@@ -44,8 +45,10 @@ BOUNDS: dict[str, tuple[float, ...]] = {
 }
 
 
-#: ``Session.info`` key: the rows of each series this session read, held for the rest of the transaction.
+#: ``Session.info`` keys: the rows of each series this session read, held for the rest of the transaction; the
+#: observations gathered since the session last wrote, by series, company and label.
 _LOADED = "farm.tallies.rows"
+_GATHERED = "farm.tallies.gathered"
 
 
 def _row(s: Session, series: str, company_id: str, label: str) -> MetricTotal:
@@ -61,6 +64,7 @@ def _row(s: Session, series: str, company_id: str, label: str) -> MetricTotal:
             for r in s.scalars(select(MetricTotal).where(MetricTotal.series.in_(list(BOUNDS)))):
                 loaded.setdefault(r.series, {})[(r.company_id, r.label)] = r
         s.info[_LOADED] = loaded
+        deferred.forget_on_rollback(s, _LOADED)
     rows = loaded.setdefault(series, {})
     row = rows.get((company_id, label))
     if row is None:
@@ -71,22 +75,41 @@ def _row(s: Session, series: str, company_id: str, label: str) -> MetricTotal:
 
 
 def observe(s: Session, series: str, company_id: str, values: Iterable[float], label: str = "") -> None:
-    """Add observations to a series (a counter when the series has no bounds: each value adds one)."""
+    """Add observations to a series (a counter when the series has no bounds: each value adds one). They are
+    gathered and added to the row once, before the session's next statement or its commit (``farm.db.deferred``):
+    a pass that records 48 chunks changes each row once, not 48 times."""
     values = list(values)
     if not values:
         return
-    bounds = BOUNDS[series]
-    row = _row(s, series, company_id, label)
-    buckets = list(row.buckets or [])
-    if len(buckets) != len(bounds):
-        buckets = [0] * len(bounds)
-    for value in values:
-        for i, bound in enumerate(bounds):
-            if value <= bound:
-                buckets[i] += 1
-    row.count = int(row.count or 0) + len(values)
-    row.total = float(row.total or 0.0) + float(sum(values))
-    row.buckets = buckets  # a new list: the JSON column sees the change
+    _row(s, series, company_id, label)  # the rows are read now, once per transaction (not in the middle of a write)
+    gathered: dict[tuple[str, str, str], list[float]] | None = s.info.get(_GATHERED)
+    if gathered is None:
+        gathered = s.info[_GATHERED] = {}
+        deferred.before_write(s, _GATHERED, _fold)
+    key = (series, company_id, label)
+    known = gathered.get(key)
+    if known is None:
+        gathered[key] = values
+    else:
+        known.extend(values)
+
+
+def _fold(s: Session) -> None:
+    """Add the gathered observations to their rows."""
+    gathered: dict[tuple[str, str, str], list[float]] = s.info.pop(_GATHERED, None) or {}
+    for (series, company_id, label), values in gathered.items():
+        bounds = BOUNDS[series]
+        row = _row(s, series, company_id, label)
+        buckets = list(row.buckets or [])
+        if len(buckets) != len(bounds):
+            buckets = [0] * len(bounds)
+        for value in values:
+            for i, bound in enumerate(bounds):
+                if value <= bound:
+                    buckets[i] += 1
+        row.count = int(row.count or 0) + len(values)
+        row.total = float(row.total or 0.0) + float(sum(values))
+        row.buckets = buckets  # a new list: the JSON column sees the change
 
 
 def chunk_waited(s: Session, company_id: str, seconds: float) -> None:

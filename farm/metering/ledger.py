@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from farm.db import deferred
 from farm.db.models import Company, UsageEntry
 from farm.lifecycle import tallies
 
@@ -53,6 +54,16 @@ def record(session: Session, usage: Usage) -> UsageEntry:
     return row
 
 
+def append(session: Session, usage: Usage) -> None:
+    """Append a ledger row as ``record`` does, sent with the session's next write (``farm.db.deferred``): the
+    scheduler appends one per finished attempt, many per dispatch pass, in one statement (issue 12)."""
+    deferred.insert_later(session, UsageEntry.__table__, dict(vars(usage)))  # fields named as the columns
+    if usage.resource in ("cpu", "gpu"):
+        tallies.observe(
+            session, tallies.RESOURCE_SECONDS, usage.company_id, [usage.seconds * usage.count], label=usage.resource
+        )
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """``2026-11`` → [first instant of the month, first instant of the next) in UTC."""
     year, mon = (int(x) for x in month.split("-"))
@@ -88,7 +99,5 @@ def totals(session: Session, company_id: str | None, month: str | None, per_job:
     out = []
     for row in session.execute(query).all():
         job_id = row[2] if per_job else None
-        out.append(
-            UsageTotal(company=row[0], job_id=job_id, resource=row[1], resource_seconds=float(row[-1]))
-        )
+        out.append(UsageTotal(company=row[0], job_id=job_id, resource=row[1], resource_seconds=float(row[-1])))
     return out
