@@ -75,6 +75,12 @@ class LocalDirStore:
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.replace(path, dest)
+            moved = os.lstat(dest)
+            if (moved.st_dev, moved.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(moved.st_mode):
+                # Swapped between the check and the rename (by the scene's own scripts, say): what arrived is
+                # not the file that was checked and must never be served as the frame.
+                os.unlink(dest)
+                raise StorageError(f"local store: {key} was replaced while being stored; not stored")
             return True
         except OSError as exc:
             if exc.errno != errno.EXDEV:

@@ -27,7 +27,8 @@ RENDERER = "sleep:0.01;slow:301-400=0.04;hang:505"
 @pytest.fixture(scope="module")
 def rig(farm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     # A short task timeout, so the hung chunk's lease expires within the test.
-    config = DispatchConfig(interval_s=0.01, task_timeout_s=1.0, kill_grace_s=2.0)
+    # (Not shorter: a chunk handed to a slot whose actor was just replaced waits for the new actor's start.)
+    config = DispatchConfig(interval_s=0.01, task_timeout_s=3.0, kill_grace_s=2.0)
     with scheduled(tmp_path_factory.mktemp("bundles"), "bundles", RENDERER, slots=2, config=config) as running:
         yield running
 
@@ -87,13 +88,13 @@ def test_a_worker_killed_mid_bundle_loses_no_frame(rig: Rig) -> None:
     done = rig.ended(job_id, timeout=60)
     assert done["status"] == "completed" and done["frames_done"] == 200, done
     _frames_are_right(rig, job_id, range(1001, 1201))
-    failed = lost = 0
+    died = lost = 0
     for task in rig.tasks(job_id):
-        statuses = [a.status for a in rig.attempts(task["id"])]
-        assert statuses[-1] == "completed", (task["index"], statuses)
-        failed += statuses.count("failed")
-        lost += statuses.count("lost")
-    assert failed <= 1, "only the chunk being rendered when the worker died counts as failed"
+        attempts = rig.attempts(task["id"])
+        assert attempts[-1].status == "completed", (task["index"], [a.status for a in attempts])
+        died += sum(a.status == "failed" and "died" in (a.reason or "") for a in attempts)
+        lost += sum(a.status == "lost" for a in attempts)
+    assert died <= 1, "only the chunk being rendered when the worker died counts as failed"
     assert lost >= 1, "the rest of its bundle was requeued, counting against nothing"
 
 

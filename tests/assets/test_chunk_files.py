@@ -19,6 +19,7 @@ import pytest
 import storage.local
 from farm.domain.attempts import Assignment, AttemptFacts, Outcome
 from farm.domain.outputs import DEFAULT_TEMPLATE, frame_name
+from farm.errors import StorageError
 from storage.base import blob_key, output_key
 from storage.factory import StoreConfig
 from storage.local import LocalDirStore
@@ -251,6 +252,33 @@ def test_the_local_store_moves_a_file_whole_and_copies_across_file_systems(tmp_p
         assert not list((store.root / ".tmp").iterdir())
     finally:
         other.unlink(missing_ok=True)
+
+
+def test_a_frame_swapped_for_a_link_between_the_check_and_the_move_is_not_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frame file passes the check (a regular file, one link), then is replaced by a link to another company's
+    input just before the rename: what arrives is refused and removed, never served as the frame."""
+    store = LocalDirStore(tmp_path / "objects")
+    secret = tmp_path / "other-company-input.blend"
+    secret.write_bytes(b"another company's texture")
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(b"rendered")
+    replace = os.replace
+
+    def swap_then_replace(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == frame:
+            frame.unlink()
+            frame.symlink_to(secret)
+        replace(src, dst)
+
+    monkeypatch.setattr(storage.local.os, "replace", swap_then_replace)
+    with pytest.raises(StorageError, match="replaced while being stored"):
+        store.move_file("outputs/co/job/frame.png", frame)
+    assert store.local_path("outputs/co/job/frame.png") is None or not os.path.lexists(
+        store.root / "outputs/co/job/frame.png"
+    )
+    assert secret.read_bytes() == b"another company's texture"
 
 
 def test_temporary_names_never_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
