@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 SLOT_IDLE_TIMEOUT_S = 2.0
+# Enough 0.4 s frames that one CPU slot alone needs about 16 s: the second CPU node, started by the autoscaler at
+# the same time as the first but joining a few seconds later on a busy machine, still finds chunks waiting.
+CPU_FRAMES = 40
 NODE_IDLE_TIMEOUT_MIN = 0.05  # 3 s
 NODE_TYPES = {
     "cpu-worker": {
@@ -202,12 +205,15 @@ def run(
 
         autoscaler.request = recording
         seen: dict[str, dict[str, Any]] = {}  # worker node id -> its resources, every node that ever came up
+        joined: dict[str, float] = {}  # worker node id -> seconds after the submit when the watcher first saw it
+        t_submit = time.monotonic()  # set again at the submit; no worker node exists before it
 
         def watch() -> None:
             while not stop.is_set():
                 try:
                     for node in worker_nodes():
                         seen.setdefault(node["NodeID"], dict(node["Resources"]))
+                        joined.setdefault(node["NodeID"], round(time.monotonic() - t_submit, 1))
                 except Exception:
                     pass
                 time.sleep(0.2)
@@ -235,11 +241,13 @@ def run(
                 )
                 return str(client.create_job(spec).id)
 
-            cpu_job = submit("cpu", "1-16")
+            t_submit = time.monotonic()
+            cpu_job = submit("cpu", f"1-{CPU_FRAMES}")
             gpu_job = submit("gpu", "21-26", gpu=True, allow_cpu_fallback=False)
             for job_id in (cpu_job, gpu_job):
                 wait_for(f"job {job_id}", lambda j=job_id: client.job(j).status in JOB_TERMINAL, 150)
             mark("jobs_done")
+            report["cpu_job_s"] = round(time.monotonic() - t_submit, 1)
             report["slots_when_done"] = sorted(slot.name for slot in dispatcher.pool.slots)
             for name, job_id in (("cpu", cpu_job), ("gpu", gpu_job)):
                 tasks = [t.model_dump(mode="json") for t in client.tasks(job_id).tasks]
@@ -266,6 +274,8 @@ def run(
             report["slots_at_end"] = [slot.name for slot in dispatcher.pool.slots]
             report["requests"] = requests
             report["node_ids_seen"] = sorted(seen)
+            report["joined_s"] = {("gpu" if seen[n].get("GPU") else "cpu") + f"-{i}": t for i, (n, t) in enumerate(
+                sorted(joined.items(), key=lambda item: item[1]))}
             report["ray_ok"] = ray.is_initialized()
         finally:
             stop.set()
