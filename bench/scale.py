@@ -4,13 +4,15 @@ One embedded farm with ``FARM_RENDERER=sleep:0`` (tiny PNGs, no Blender) and 8 s
 one run:
 
 1. **farm vs bare Ray**: frames/s of a job of N frames, against 8 bare Ray actors answering the same number of
-   calls, one call in flight per actor (what the farm does per slot), in the same Ray instance. Goal >= 0.5x.
+   calls, one call in flight per actor (what the farm does per slot), in the same Ray instance; ``--rounds``
+   rounds of the two back to back, the median of the rounds' ratios. Goal >= 0.5x.
 2. **big job vs small job**: frames/s of a 20,000-frame job against a 1,000-frame job. Goal >= 0.8x: the work per
    completion must not grow with the job.
 3. **create a 100,000-frame job**: ``POST /api/v1/jobs`` wall time (chunks of one frame). Goal < 2 s.
 4. **submit -> first frame**: p50 over 20 one-frame jobs, from the POST to the frame row. Goal <= 41 ms.
 
-Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [--slots 8] [--bundle-max N]``
+Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [--slots 8] [--rounds 3]
+[--bundle-max N]``
 (``--bundle-max 1``: every chunk in a call of its own, as before bundles).
 """
 
@@ -29,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds used so far by this process (the farm: dispatcher, API, Ray driver) and by its descendants
-    (Ray's own processes and the worker actors)."""
+def cpu_seconds() -> tuple[float, dict[tuple[int, float], float]]:
+    """CPU seconds used so far by this process (the farm: dispatcher, API, Ray driver), and by each of its
+    descendants (Ray's own processes and the worker actors) by (pid, start time)."""
     import psutil
 
     def used(p: psutil.Process) -> float:
@@ -42,7 +44,20 @@ def cpu_seconds() -> tuple[float, float]:
             return 0.0
 
     me = psutil.Process()
-    return used(me), sum(used(child) for child in me.children(recursive=True))
+    children = {}
+    for child in me.children(recursive=True):
+        try:
+            children[(child.pid, child.create_time())] = used(child)
+        except psutil.Error:
+            continue
+    return used(me), children
+
+
+def cpu_used(before: tuple[float, dict[tuple[int, float], float]]) -> tuple[float, float]:
+    """CPU seconds since ``before``: this process, and its descendants alive now (one that ended meanwhile, such
+    as a killed actor, takes its last seconds with it; one that started counts whole)."""
+    own, children = cpu_seconds()
+    return own - before[0], sum(max(0.0, t - before[1].get(key, 0.0)) for key, t in children.items())
 
 
 CPU: dict[str, tuple[float, float]] = {}
@@ -77,8 +92,7 @@ def bare_ray(calls: int, actors: int) -> float:
                 pending[actor.render.remote({"task_id": f"t{sent}", "frame": sent})] = actor
                 sent += 1
     seconds = time.perf_counter() - started
-    cpu_after = cpu_seconds()
-    CPU["bare"] = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
+    CPU["bare"] = cpu_used(cpu_before)
     for actor in pool:
         ray.kill(actor)
     return calls / seconds
@@ -91,6 +105,7 @@ def main() -> None:
     parser.add_argument("--create", type=int, default=100000)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--latency-jobs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (bare Ray, the farm's small job)")
     parser.add_argument("--bundle-max", type=int, default=None, help="FARM_BUNDLE_MAX (default: the settings')")
     args = parser.parse_args()
 
@@ -142,15 +157,20 @@ def main() -> None:
                     # Until the job's own end (same machine, same clock), not until this loop's next look at it.
                     assert current.finished_at is not None
                     seconds = current.finished_at.timestamp() - started
-                    cpu_after = cpu_seconds()
-                    CPU[name] = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
+                    CPU[name] = cpu_used(cpu_before)
                     assert current.status.value == "completed", current.status_reason
                     assert current.frames_done == frames
                     return frames / seconds
 
                 run(64, "warm-up")
-                small = run(args.small, "small")
-                baseline = bare_ray(args.small, args.slots)
+                # Rounds of (bare Ray, the farm's small job), back to back: this machine's speed moves from minute
+                # to minute, so each round's ratio compares runs made under the same load.
+                smalls, baselines = [], []
+                for _ in range(args.rounds):
+                    baselines.append(bare_ray(args.small, args.slots))
+                    smalls.append(run(args.small, "small"))
+                ratio = statistics.median(s / b for s, b in zip(smalls, baselines, strict=True))
+                small, baseline = statistics.median(smalls), statistics.median(baselines)
                 big = run(args.big, "big")
 
                 started = time.perf_counter()
@@ -172,10 +192,13 @@ def main() -> None:
     print(f"\nnull renderer, {args.slots} slots, chunks of one frame")
     print(f"{'measure':44} {'value':>12} {'ratio':>8} {'goal':>8}")
     print(f"{'bare Ray actors, calls/s':44} {baseline:12.0f}")
-    print(f"{f'farm, {args.small}-frame job, frames/s':44} {small:12.0f} {small / baseline:8.3f} {'>= 0.5':>8}")
+    print(f"{f'farm, {args.small}-frame job, frames/s':44} {small:12.0f} {ratio:8.3f} {'>= 0.5':>8}")
     print(f"{f'farm, {args.big}-frame job, frames/s':44} {big:12.0f} {big / small:8.3f} {'>= 0.8':>8}")
     print(f"{f'create a {args.create}-frame job, s':44} {create_s:12.2f} {'':>8} {'< 2':>8}")
     print(f"{'submit -> first frame p50, ms':44} {p50:12.1f} {'':>8} {'<= 41':>8}")
+    rounds = ", ".join(f"{s / b:.3f}" for s, b in zip(smalls, baselines, strict=True))
+    print(f"\nsmall job / bare Ray, round by round: {rounds}")
+    print("(the ratio above is their median; bench/latency.py measures the latency against the code before issue 12)")
     print(
         "\nCPU per frame (ms): the driver process (farm: dispatcher, API, Ray driver) / its descendants (Ray, workers)"
     )

@@ -76,7 +76,7 @@ class ServerSettings(BaseSettings):
         default=3, ge=1, le=1000, description="failed chunks of one job after which a node gets no more of it"
     )
     bundle_max: int = Field(
-        default=16, ge=1, le=64, description="most chunks of a job measured short sent to a slot in one call; 1: off"
+        default=32, ge=1, le=256, description="most chunks of a job measured short sent to a slot in one call; 1: off"
     )
     bundle_s: float = Field(default=0.25, ge=0, le=60, description="how long one call's chunks may take, measured")
     ray_object_store_bytes: int = Field(default=128 * 1024**2, ge=78 * 1024**2)

@@ -64,7 +64,7 @@ class DispatchConfig:
     #: Bundles (``scheduler.bundles``): a slot may take several chunks of a job whose chunks are measured short,
     #: as many as fit in ``bundle_s`` seconds, at most ``bundle_max``; 1 turns bundles off.
     bundle_s: float = 0.25
-    bundle_max: int = 16
+    bundle_max: int = 32
 
 
 @dataclass
