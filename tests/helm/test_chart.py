@@ -130,6 +130,10 @@ def test_values_by_role() -> None:
     [
         {"api": {"port": "http"}},
         {"scheduler": {"replicas": 0}},
+        {"scheduler": {"bundles": {"maxChunks": 0}}},
+        {"scheduler": {"bundles": {"maxChunks": 1000}}},
+        {"scheduler": {"bundles": {"seconds": -1}}},
+        {"scheduler": {"bundles": {"size": 4}}},
         {"gpuWorkers": {"kernelCache": {"type": "nfs"}}},
         {"cpuWorkers": {"resources": {"limits": {"cpu": "lots"}}}},
         {"minio": {"external": {"endpoint": "https://s3.example"}}},

@@ -143,3 +143,19 @@ def test_external_services_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
             assert settings.db_url == "postgresql+psycopg://farm:pw@db.studio.example:5432/farm", label
         seen.append(label)
     assert seen
+
+
+def test_the_scheduler_bundles_as_the_values_say(
+    ci_docs: list[Doc], render_with: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scheduler.bundles reaches the scheduler's settings; the defaults are the farm's own."""
+    name = f"{FULLNAME}-scheduler"
+    scheduler = one(ci_docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    settings = settings_of(scheduler, ci_docs, monkeypatch)
+    defaults = ServerSettings.model_fields
+    assert (settings.bundle_max, settings.bundle_s) == (defaults["bundle_max"].default, defaults["bundle_s"].default)
+    docs = render_with({"scheduler": {"bundles": {"maxChunks": 1, "seconds": 0.5}}})
+    scheduler = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    settings = settings_of(scheduler, docs, monkeypatch)
+    assert (settings.bundle_max, settings.bundle_s) == (1, 0.5)
+
