@@ -15,8 +15,6 @@ the other and times each from the POST to the frame row being listed by ``GET /j
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
 import io
 import json
 import os
@@ -29,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nullfarm  # bench/nullfarm.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "1d3c801"
 
@@ -37,46 +37,13 @@ def _child(jobs: int) -> None:
     """Runs in the child: the tree first on ``sys.path`` is the one measured."""
     import farm
     from farm.client import FarmClient
-    from farm.contract import JobCreate, ManifestEntry
-    from farm.settings import ServerSettings
-
-    try:
-        embedded_module = importlib.import_module("farm.runtime.embedded")
-    except ImportError:  # the layout before issue 12
-        embedded_module = importlib.import_module("farm.embedded")
-    EmbeddedFarm = embedded_module.EmbeddedFarm  # whichever module holds the class
 
     with tempfile.TemporaryDirectory(prefix="farm-bench-latency-") as tmp:
-        base = Path(tmp)
-        settings = ServerSettings(
-            data_dir=base / "data",
-            port=0,
-            slots=8,
-            renderer="sleep:0",
-            write_cli_config=False,
-            storage_sample_interval_s=3600,
-        )
-        embedded = EmbeddedFarm(settings).start()
+        embedded = nullfarm.start(Path(tmp))
         try:
             with FarmClient(embedded.url, embedded.admin_token, timeout=120) as client:
-                blend = base / "scene.blend"
-                blend.write_bytes(b"BLENDER-v500 null renderer does not read me")
-                digest = hashlib.sha256(blend.read_bytes()).hexdigest()
-                client.upload_blob(blend, digest, blend.stat().st_size)
-                manifest = {"scene.blend": ManifestEntry(sha256=digest, size=blend.stat().st_size)}
-
-                def spec(frames: str, name: str) -> JobCreate:
-                    return JobCreate(
-                        name=name,
-                        blend_file="scene.blend",
-                        manifest=manifest,
-                        frames=frames,
-                        chunk_size=1,
-                        preview=False,
-                        output_format="PNG",
-                    )
-
-                warm = client.create_job(spec("1-64", "warm-up"))
+                jobs_of = nullfarm.Jobs(client, Path(tmp))
+                warm = client.create_job(jobs_of.spec("1-64", "warm-up"))
                 deadline = time.monotonic() + 120
                 while client.job(warm.id).status.value != "completed":
                     if time.monotonic() > deadline:
@@ -85,7 +52,7 @@ def _child(jobs: int) -> None:
                 latencies = []
                 for i in range(jobs):
                     started = time.perf_counter()
-                    job = client.create_job(spec("1", f"latency-{i}"))
+                    job = client.create_job(jobs_of.spec("1", f"latency-{i}"))
                     while not client.frames(job.id).frames:
                         if time.perf_counter() - started > 60:
                             raise SystemExit(f"job {job.id}: no frame after a minute")

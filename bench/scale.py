@@ -19,7 +19,6 @@ Usage: ``python bench/scale.py [--small 1000] [--big 20000] [--create 100000] [-
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import nullfarm  # noqa: E402 (bench/nullfarm.py, beside this script; after the path is set)
 
 
 def cpu_seconds() -> tuple[float, dict[tuple[int, float], float]]:
@@ -110,40 +111,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from farm.client import FarmClient
-    from farm.contract import JobCreate, ManifestEntry
-    from farm.runtime.embedded import EmbeddedFarm
-    from farm.settings import ServerSettings
 
     with tempfile.TemporaryDirectory(prefix="farm-bench-scale-") as tmp:
         base = Path(tmp)
-        settings = ServerSettings(
-            data_dir=base / "data",
-            port=0,
-            slots=args.slots,
-            renderer="sleep:0",
-            write_cli_config=False,
-            storage_sample_interval_s=3600,
-            **({"bundle_max": args.bundle_max} if args.bundle_max is not None else {}),
-        )
-        farm = EmbeddedFarm(settings).start()
+        extra = {"bundle_max": args.bundle_max} if args.bundle_max is not None else {}
+        farm = nullfarm.start(base, slots=args.slots, **extra)
         try:
             with FarmClient(farm.url, farm.admin_token, timeout=600) as client:
-                blend = base / "scene.blend"
-                blend.write_bytes(b"BLENDER-v500 null renderer does not read me")
-                digest = hashlib.sha256(blend.read_bytes()).hexdigest()
-                client.upload_blob(blend, digest, blend.stat().st_size)
-                manifest = {"scene.blend": ManifestEntry(sha256=digest, size=blend.stat().st_size)}
-
-                def spec(frames: str, name: str) -> JobCreate:
-                    return JobCreate(
-                        name=name,
-                        blend_file="scene.blend",
-                        manifest=manifest,
-                        frames=frames,
-                        chunk_size=1,
-                        preview=False,
-                        output_format="PNG",  # image files asked for: the control plane, not the video product
-                    )
+                spec = nullfarm.Jobs(client, base).spec
 
                 def run(frames: int, name: str) -> float:
                     job = client.create_job(spec(f"1-{frames}", name))

@@ -27,7 +27,7 @@ from farm.db.models import Job, Task, TaskAttempt
 from farm.domain import reasons
 from farm.domain.attempts import Assignment, AttemptFacts, Fault, Outcome, PollReport, StoreGrant
 from farm.domain.states import JOB_TERMINAL, TASK_IN_FLIGHT, JobStatus, TaskStatus
-from farm.lifecycle import attempts, blocklist, control
+from farm.lifecycle import attempts, blocklist, control, tallies
 from farm.lifecycle.transitions import set_job_status, set_task_status
 from scheduler import bundles, claims, leases, placement
 from scheduler.fairshare import FairShare
@@ -660,6 +660,8 @@ class Dispatcher:
                     grant=grant,
                 )
             )
+        # farm_dispatch_chunks_per_call: one observation per call, of the chunks it carries
+        tallies.observe(s, tallies.CHUNKS_PER_CALL, job.company_id, [float(len(tasks))])
         first = tasks[0]
         slot.task_id, slot.job_id, slot.attempt, slot.cancel_sent = first.id, job.id, first.attempts, False
         slot.call = [(a.task_id, a.attempt) for a in out]

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from farm.domain import reasons
 from farm.domain.attempts import Assignment, Outcome
+from farm.domain.states import TaskStatus
+from farm.lifecycle import outcomes
 from scheduler import bundles
 from scheduler.pool import Slot
 from storage.base import blob_key
@@ -73,6 +76,10 @@ BLEND = b"BLENDER-v500 bundle input"
 
 @pytest.fixture
 def worker(tmp_path: Path) -> tuple[RenderWorker, Path, str]:
+    return _worker(tmp_path, "sleep:0.01;slow:1=0.4")
+
+
+def _worker(tmp_path: Path, renderer: str) -> tuple[RenderWorker, Path, str]:
     store_config = StoreConfig(backend="local", root=str(tmp_path / "store"))
     sha = hashlib.sha256(BLEND).hexdigest()
     source = tmp_path / "scene.blend"
@@ -85,7 +92,7 @@ def worker(tmp_path: Path) -> tuple[RenderWorker, Path, str]:
             cache_dir=str(tmp_path / "cache"),
             cache_bytes=10**8,
             work_dir=str(tmp_path / "work"),
-            renderer="sleep:0.01;slow:1=0.4",
+            renderer=renderer,
         )
     )
     return w, tmp_path / "store", sha
@@ -146,3 +153,18 @@ def test_a_cancel_of_the_chunk_being_rendered_stops_only_that_chunk(worker: tupl
     assert first.outcome is Outcome.CANCELED and first.frames == ()  # type: ignore[attr-defined]
     assert second.outcome is Outcome.COMPLETED and len(second.frames) == 1  # type: ignore[attr-defined]
     assert w.poll().task is None
+
+
+def test_after_a_chunk_fails_the_rest_of_its_bundle_is_not_begun(tmp_path: Path) -> None:
+    """A bad node fails one chunk per call, not every chunk of a bundle: the others come back not begun (nothing
+    rendered, nothing stored), to be requeued counting against nothing."""
+    w, store_root, sha = _worker(tmp_path, "sleep:0.01;fail:2")
+    out = w.render_bundle([_assignment(sha, frame) for frame in (1, 2, 3, 4)])
+    assert [f.outcome for f in out] == [Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELED, Outcome.CANCELED]
+    for f in out[2:]:
+        assert f.frames == () and reasons.coded(f.reason)[0] == "bundle_stopped", f.reason
+    assert list(store_root.rglob("*0001*")) and not list(store_root.rglob("*0003*"))
+    assert not list(store_root.rglob("*0004*"))
+    # The verdict on such a chunk: back to the queue, counting against neither the chunk nor the node.
+    verdict = outcomes.decide(out[2].outcome, out[2].fault, out[2].reason, 0, 3, [])
+    assert verdict.task is TaskStatus.QUEUED and not verdict.counts_against_chunk and not verdict.counts_against_node

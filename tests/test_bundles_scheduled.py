@@ -20,8 +20,9 @@ from workers.renderer import tiny_png
 
 pytestmark = [pytest.mark.ray]
 
-#: Frames render in 10 ms (bundles of up to 8), 301-400 in 40 ms, frame 505 hangs (no progress, no frame).
-RENDERER = "sleep:0.01;slow:301-400=0.04;hang:505"
+#: Frames render in 10 ms (bundles of up to 8), 301-400 in 40 ms, frame 505 hangs (no progress, no frame), frames
+#: 621-660 fail on every node (as on a bad node).
+RENDERER = "sleep:0.01;slow:301-400=0.04;hang:505;fail:621-660"
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,23 @@ def _frames_are_right(rig: Rig, job_id: str, frames: range) -> None:
         assert hashlib.sha256(b"".join(rig.farm.store.open(row.key))).hexdigest() == expected, number
 
 
+def _per_call(rig: Rig) -> tuple[float, float]:
+    """``farm_dispatch_chunks_per_call`` as /metrics exports it: (calls, chunks) over every company."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from farm.clock import SystemClock
+    from web import metrics
+
+    body = metrics.render(metrics.FarmCollector(rig.farm.db, SystemClock(), None)).decode()
+    samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
+    count = sum(s.value for s in samples if s.name == "farm_dispatch_chunks_per_call_count")
+    total = sum(s.value for s in samples if s.name == "farm_dispatch_chunks_per_call_sum")
+    return count, total
+
+
 def test_short_chunks_travel_in_bundles_and_every_frame_is_the_right_one(rig: Rig) -> None:
     before = Counter(rig.dispatcher.calls)
+    scraped = _per_call(rig)
     job_id = rig.submit("bundled", "1-160", chunk=1)
     done = rig.ended(job_id, timeout=60)
     assert done["status"] == "completed" and done["frames_done"] == 160, done
@@ -55,6 +71,9 @@ def test_short_chunks_travel_in_bundles_and_every_frame_is_the_right_one(rig: Ri
     assert sum(size * count for size, count in calls.items()) == 160
     assert max(calls) > 1 and sum(calls.values()) < 160 / 2, f"short chunks went one per call: {calls}"
     assert max(calls) <= rig.dispatcher.config.bundle_max
+    # /metrics counts the same calls and chunks.
+    count, total = _per_call(rig)
+    assert (count - scraped[0], total - scraped[1]) == (sum(calls.values()), 160)
 
 
 def test_a_job_canceled_mid_bundle_stops_every_chunk_of_it(rig: Rig) -> None:
@@ -114,6 +133,29 @@ def test_a_chunk_that_hangs_inside_a_bundle_fails_alone(rig: Rig) -> None:
     for frame, task in by_frame.items():
         if frame != 505:
             assert task["status"] == "completed", (frame, task["status"])
+
+
+def test_a_bad_node_fails_one_chunk_per_bundle_not_the_whole_bundle(rig: Rig) -> None:
+    """Frames 601-620 render, 621-660 fail. Once the job is measured short its chunks go in bundles, so a bundle
+    reaches the failing frames: the chunk that fails stops the rest of its call (not begun, requeued counting
+    nothing). The node is taken out for the job after its third failed chunk (the blocklist), not after a whole
+    bundle of failures, and the job fails saying no node is left."""
+    job_id = rig.submit("bad-node-bundle", "601-660", chunk=1)
+    done = rig.ended(job_id, timeout=60)
+    assert done["status"] == "failed", done
+    stored = rig.frames(job_id)
+    assert sorted(stored) == list(range(601, 621))
+    for number, row in stored.items():
+        assert row.sha256 == hashlib.sha256(tiny_png(4, 4, number)).hexdigest()
+    attempts = [a for t in rig.tasks(job_id) for a in rig.attempts(t["id"])]
+    failed = [a for a in attempts if a.status == "failed"]
+    stopped = [a for a in attempts if a.reason_code == "bundle_stopped"]
+    # The blocklist takes the node out after 3 failed chunks (a chunk retried there counts once); at most one
+    # more from the rig's other slot, whose call was under way. A whole bundle failing would be 20 or more.
+    failed_chunks = {a.task_id for a in failed}
+    assert 3 <= len(failed_chunks) <= 4, sorted((a.task_id, a.number, a.reason_code) for a in failed)
+    assert stopped, "no bundle reached the failing frames"
+    assert all(a.status == "canceled" for a in stopped), [a.status for a in stopped]
 
 
 @ray.remote(num_cpus=0)

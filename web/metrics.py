@@ -294,6 +294,16 @@ class FarmCollector:
             wait.add_metric([company(t.company_id)], *_histogram(t, tallies.QUEUE_WAIT_BUCKETS))
         yield wait
 
+        per_call = HistogramMetricFamily(
+            "farm_dispatch_chunks_per_call",
+            "Chunks carried by each call the scheduler sends a worker (more than 1: a bundle of short chunks), "
+            "by company.",
+            labels=["company"],
+        )
+        for t in tallies.read(s, tallies.CHUNKS_PER_CALL):
+            per_call.add_metric([company(t.company_id)], *_histogram(t, tallies.CHUNKS_PER_CALL_BUCKETS))
+        yield per_call
+
         yield from self._budgets(s, now)
         yield from scheduler_families(s.get(SchedulerLease, "scheduler"), now)
 

@@ -187,22 +187,29 @@ class RenderWorker:
     def render_bundle(self, bundle: list[Assignment]) -> list[AttemptFacts]:
         """Several short chunks of one job in one call (``scheduler.bundles``): one Ray round trip instead of one
         per chunk. Each chunk is rendered and reported exactly as if it came alone (its own attempt, frames and
-        facts); one canceled before its turn ends canceled with nothing rendered."""
+        facts); one canceled before its turn ends canceled with nothing rendered. After a chunk that failed, the
+        rest are not begun (reason ``bundle_stopped``: requeued, counting against nothing), so a bad node fails one
+        chunk per call, not the whole bundle, before the blocklist takes it out."""
         with self._lock:
             self._bundle, self._skip = {a.task_id for a in bundle}, set()
         out: list[AttemptFacts] = []
+        failed = False
         try:
             for a in bundle:
                 with self._lock:
                     self._bundle.discard(a.task_id)
                     skipped = a.task_id in self._skip
-                out.append(self._not_begun(a) if skipped else self.render(a))
+                if failed:
+                    out.append(self._not_begun(a, "bundle_stopped"))
+                    continue
+                out.append(self._not_begun(a, "stopped") if skipped else self.render(a))
+                failed = out[-1].outcome is Outcome.FAILED
         finally:
             with self._lock:
                 self._bundle, self._skip = set(), set()
         return out
 
-    def _not_begun(self, a: Assignment) -> AttemptFacts:
+    def _not_begun(self, a: Assignment, why: str) -> AttemptFacts:
         now = time.time()
         return AttemptFacts(
             task_id=a.task_id,
@@ -214,7 +221,7 @@ class RenderWorker:
             started_at=now,
             ended_at=now,
             seconds=0.0,
-            reason=reasons.make("stopped"),
+            reason=reasons.make(why),
             storage_errors=self.storage_errors.snapshot(),
         )
 

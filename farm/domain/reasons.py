@@ -77,6 +77,7 @@ CATALOGUE: dict[str, Entry] = {
     "scheduler_restarted": Entry("info", "the scheduler restarted while this attempt ran"),
     "frames_missing": Entry("error", "the attempt ended without storing frame(s) {frames}"),
     "stopped": Entry("info", "stopped on request (cancel, pause --now, or the job ended)"),
+    "bundle_stopped": Entry("info", "not begun: a chunk before it in the same call failed on this worker; requeued"),
     "node_left": Entry("warning", "worker lost: node {node} left the cluster ({why})"),
     "worker_died": Entry("error", "the worker process died while rendering this chunk ({why})"),
     "worker_lost": Entry("warning", "worker lost: {why}"),

@@ -12,7 +12,9 @@ Series:
 * ``resource_seconds`` (company, resource ``cpu``/``gpu``): the ledger's resource-seconds, added as rows are
   appended (``farm.metering.ledger``);
 * ``storage_errors`` (process ``scheduler``/``workers`` in the company column, operation): failed store calls
-  of the processes that serve no ``/metrics`` themselves (``scheduler.store_errors``).
+  of the processes that serve no ``/metrics`` themselves (``scheduler.store_errors``);
+* ``chunks_per_call`` (company): per call the scheduler sends a worker, how many chunks it carries (1, or a bundle
+  of short chunks: ``scheduler.bundles``).
 
 Histogram rows keep cumulative counts per upper bound (``BOUNDS``); a series whose bounds change starts over.
 """
@@ -33,15 +35,18 @@ FRAME_RENDER_SECONDS = "frame_render_seconds"
 QUEUE_WAIT_SECONDS = "queue_wait_seconds"
 RESOURCE_SECONDS = "resource_seconds"
 STORAGE_ERRORS = "storage_errors"
+CHUNKS_PER_CALL = "chunks_per_call"
 
 FRAME_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 QUEUE_WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+CHUNKS_PER_CALL_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 BOUNDS: dict[str, tuple[float, ...]] = {
     FRAMES_RENDERED: (),
     FRAME_RENDER_SECONDS: FRAME_SECONDS_BUCKETS,
     QUEUE_WAIT_SECONDS: QUEUE_WAIT_BUCKETS,
     RESOURCE_SECONDS: (),
     STORAGE_ERRORS: (),
+    CHUNKS_PER_CALL: CHUNKS_PER_CALL_BUCKETS,
 }
 
 

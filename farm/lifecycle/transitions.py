@@ -134,7 +134,9 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
             set_task_status(task, TaskStatus.CANCELED, now, "job canceled", job)
         set_job_status(job, JobStatus.CANCELED, now, job.status_reason or reasons.make("canceled"))
         return
-    if status is JobStatus.PAUSE_REQUESTED and in_flight == 0:
+    # Paused only with something left to pause: a pause whose job's last chunks were all in flight (a bundle can
+    # hold them all) ends the way those chunks end, completed or failed, below.
+    if status is JobStatus.PAUSE_REQUESTED and in_flight == 0 and job.tasks_runnable + job.tasks_paused > 0:
         for task in session.scalars(select(Task).where(Task.job_id == job.id, Task.status.in_(list(TASK_RUNNABLE)))):
             set_task_status(task, TaskStatus.PAUSED, now, "job paused", job)
         set_job_status(job, JobStatus.PAUSED, now, reasons.make("paused"))

@@ -223,3 +223,15 @@ def test_the_migration_builds_the_totals_of_an_existing_database(db_url):
             assert s.scalar(select(Job.last_frame_at)) is not None
     finally:
         db.dispose()
+
+
+def test_chunks_per_call_is_a_histogram_by_company(db):
+    with db.session() as s:
+        factories.company(s, "acme")
+        tallies.observe(s, tallies.CHUNKS_PER_CALL, "acme", [1.0, 1.0, 16.0, 32.0])
+    parsed = scrape(db)
+    assert value(parsed, "farm_dispatch_chunks_per_call_count", company="acme") == 4
+    assert value(parsed, "farm_dispatch_chunks_per_call_sum", company="acme") == 50
+    assert value(parsed, "farm_dispatch_chunks_per_call_bucket", company="acme", le="1.0") == 2
+    assert value(parsed, "farm_dispatch_chunks_per_call_bucket", company="acme", le="16.0") == 3
+    assert value(parsed, "farm_dispatch_chunks_per_call_bucket", company="acme", le="32.0") == 4

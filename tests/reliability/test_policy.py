@@ -421,6 +421,23 @@ def test_a_pause_recorded_after_the_last_running_chunk_settled_is_still_carried_
     assert job.status == "paused" and [t.status for t in tasks] == ["completed", "paused"]
 
 
+@pytest.mark.parametrize("last", ["completed", "failed"])
+def test_a_pause_whose_last_chunks_were_all_in_flight_ends_as_they_end(db, dispatcher, last):
+    # A bundle can hold every chunk a job has left: once they end there is nothing to pause, so the job is not
+    # "paused" with every chunk completed (nor with a failed one and nothing to resume) but completed or failed.
+    job_id = make_job(db, chunks=2, max_attempts=1)
+    for i in range(2):
+        dispatch(db, f"{job_id}-t{i}", "a")
+    with db.session() as s:
+        control.request_pause(s, s.get(Job, job_id), NOW)
+    assert state(db, job_id)[0].status == "pause-requested"
+    finish(db, dispatcher, f"{job_id}-t0", "completed")
+    assert state(db, job_id)[0].status == "pause-requested"  # one still renders
+    finish(db, dispatcher, f"{job_id}-t1", last, "boom" if last == "failed" else "")
+    job, tasks = state(db, job_id)
+    assert (job.status, [t.status for t in tasks]) == (last, ["completed", last])
+
+
 def test_pause_and_resume_of_a_job_with_nothing_running(db):
     job_id = make_job(db, chunks=2, status=JobStatus.QUEUED)
     with db.session() as s:
