@@ -171,10 +171,12 @@ class Dispatcher:
             with self.db.session() as s:
                 if reports:  # SQLite: writing anyway, so hold the lock now (PostgreSQL: the preload locks rows)
                     claims.hold_sqlite(s)
-                completed, ended = self._apply_all(s, reports)
+                completed, ended, troubled = self._apply_all(s, reports)
                 for slot, _facts in reports.ended:
                     slot.release()  # free for this pass's dispatch
-                if requests_due or ended:
+                # A chunk that failed or was lost may have ended its job: its other running chunks are stopped now.
+                # (A job that completed holds no slot: nothing to stop, so its first frame is not held up.)
+                if requests_due or troubled:
                     self._requests_at = mono
                     happened |= self._carry_out_requests(s)
                 # A job that waits for others can only start once one ended (here, or by a request).
@@ -313,8 +315,9 @@ class Dispatcher:
             + [_Reports([], [], [lost]) for lost in reports.lost]
         )
 
-    def _apply_all(self, s: Session, reports: _Reports) -> tuple[list[str], bool]:
-        """Apply reports; returns the jobs that completed and whether any job ended (requests may follow)."""
+    def _apply_all(self, s: Session, reports: _Reports) -> tuple[list[str], bool, bool]:
+        """Apply reports; returns the jobs that completed, whether any job ended or a chunk did not complete (jobs
+        waiting for others may start), and whether a chunk did not complete (requests may follow)."""
         now, mono = self.clock.now(), self.clock.monotonic()
         task_ids = {facts.task_id for _, facts in reports.ended}
         task_ids |= {slot.task_id for slot, _ in reports.polls if slot.task_id}
@@ -327,7 +330,7 @@ class Dispatcher:
             if slot.name not in finishing:
                 self._apply_poll(s, slot, report, mono)
         completed: list[str] = []
-        ended = False
+        ended = troubled = False
         for slot, facts in reports.ended:
             job = attempts.attempt_ended(s, facts, now, self.policy, self.store_waits, mono)
             self.fair_share.attempt_ended(slot, facts.started_at, facts.ended_at)
@@ -336,11 +339,12 @@ class Dispatcher:
             if job is not None:
                 completed.append(job.id)
                 self.chunk_times.forget(job.id)
-            ended |= facts.outcome is not Outcome.COMPLETED or job is not None
+            troubled |= facts.outcome is not Outcome.COMPLETED
+            ended |= job is not None
         for slot, why, died in reports.lost:
             self._worker_lost(s, slot, why, died)
-            ended = True
-        return completed, ended
+            troubled = True
+        return completed, ended or troubled, troubled
 
     def _apply_poll(self, s: Session, slot: Slot, report: PollReport, mono: float) -> None:
         slot.last_beat = report.beat
