@@ -88,8 +88,12 @@ class Blob(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    # ``farm admin gc`` finds a company's jobs finished before its retention without reading the others (0012).
-    __table_args__ = (Index("ix_jobs_company_finished", "company_id", "finished_at"),)
+    # ``farm admin gc`` finds a company's jobs finished before its retention without reading the others (0012); a
+    # submit reads the company's unfinished jobs (finished_at null) and its jobs of the last minute (0018).
+    __table_args__ = (
+        Index("ix_jobs_company_finished", "company_id", "finished_at"),
+        Index("ix_jobs_company_created", "company_id", "created_at"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))

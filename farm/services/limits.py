@@ -68,7 +68,10 @@ def check_job(
             f"{who.company} submitted {recent} jobs in the last minute; the limit is {limits.submits_per_minute} "
             "(FARM_MAX_SUBMITS_PER_MINUTE): wait a minute, or submit bigger jobs"
         )
-    waiting = s.scalar(select(func.coalesce(func.sum(Job.tasks_runnable), 0)).where(mine)) or 0
+    # Both reads use an index of the company's jobs (by creation; unfinished ones by ``finished_at`` null), so a
+    # submit does not read the company's history.
+    unfinished = Job.finished_at.is_(None)
+    waiting = s.scalar(select(func.coalesce(func.sum(Job.tasks_runnable), 0)).where(mine, unfinished)) or 0
     if waiting + chunks > limits.queued_chunks:
         raise QuotaExceeded(
             f"{who.company} has {waiting:,} chunks waiting and this job adds {chunks:,}; at most "

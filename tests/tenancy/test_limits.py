@@ -97,3 +97,30 @@ def test_manifest_paths_must_form_a_sane_file_tree(farm, path, why):
     r = http.post("/api/v1/jobs", json=body)
     assert r.status_code == 422 and why in r.json()["detail"], r.text
     assert jobs_written(made) == 0
+
+
+def test_a_submit_reads_the_company_s_recent_and_unfinished_jobs_by_index_not_its_history(farm):
+    """The submit limits count the jobs of the last minute and sum the chunks waiting on unfinished jobs; each read
+    goes through an index that holds only those rows (SQLite's plan), so a company with years of finished jobs
+    submits as fast as a new one."""
+    from sqlalchemy import event
+
+    made, http = farm
+    seen: list[tuple[str, object]] = []
+
+    def note(_conn, _cursor, statement, parameters, _context, _many):
+        if "FROM jobs" in statement and ("count(" in statement or "sum(" in statement):
+            seen.append((statement, parameters))
+
+    event.listen(made.db.engine, "before_cursor_execute", note)
+    try:
+        assert http.post("/api/v1/jobs", json=spec(frames="1")).status_code == 201
+    finally:
+        event.remove(made.db.engine, "before_cursor_execute", note)
+    plans = {}
+    with made.db.engine.connect() as conn:
+        for statement, parameters in seen:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            plans["count" if "count(" in statement else "sum"] = " / ".join(str(r[-1]) for r in rows)
+    assert "INDEX ix_jobs_company_created" in plans["count"], plans
+    assert "INDEX ix_jobs_company_finished" in plans["sum"], plans
