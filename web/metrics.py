@@ -144,6 +144,22 @@ def _histogram(t: tallies.Total, bounds: tuple[float, ...]) -> tuple[list[tuple[
     return [*buckets, ("+Inf", float(t.count))], t.total
 
 
+def _histograms(
+    name: str,
+    documentation: str,
+    totals: list[tallies.Total],
+    bounds: tuple[float, ...],
+    company: Callable[[str], str],
+    label: str = "",
+) -> HistogramMetricFamily:
+    """A family of running histograms by company (and the series' ``label``, when it has one)."""
+    family = HistogramMetricFamily(name, documentation, labels=["company", label] if label else ["company"])
+    for t in totals:
+        values = [company(t.company_id), t.label] if label else [company(t.company_id)]
+        family.add_metric(values, *_histogram(t, bounds))
+    return family
+
+
 @dataclass(frozen=True)
 class FarmCollector:
     """A prometheus_client collector that reads the farm's state from the database at each scrape."""
@@ -231,12 +247,14 @@ class FarmCollector:
             frames.add_metric([company(cid)], float(frame_counts.get(cid, 0)))
         yield frames
 
-        render = HistogramMetricFamily(
-            "farm_frame_render_seconds", "Render time per frame, by company and device.", labels=["company", "device"]
+        yield _histograms(
+            "farm_frame_render_seconds",
+            "Render time per frame, by company and device.",
+            tallies.read(s, tallies.FRAME_RENDER_SECONDS),
+            tallies.FRAME_SECONDS_BUCKETS,
+            company,
+            label="device",
         )
-        for t in tallies.read(s, tallies.FRAME_RENDER_SECONDS):
-            render.add_metric([company(t.company_id), t.label], *_histogram(t, tallies.FRAME_SECONDS_BUCKETS))
-        yield render
 
         resource_seconds = CounterMetricFamily(
             "farm_resource_seconds",
@@ -284,25 +302,22 @@ class FarmCollector:
             progress.add_metric([company(cid), job_id], max(moments).timestamp())
         yield progress
 
-        wait = HistogramMetricFamily(
+        yield _histograms(
             "farm_queue_wait_seconds",
             "Wait of each chunk from becoming runnable (queued, or soft-failed for a retry) to its dispatch, "
             "by company.",
-            labels=["company"],
+            tallies.read(s, tallies.QUEUE_WAIT_SECONDS),
+            tallies.QUEUE_WAIT_BUCKETS,
+            company,
         )
-        for t in tallies.read(s, tallies.QUEUE_WAIT_SECONDS):
-            wait.add_metric([company(t.company_id)], *_histogram(t, tallies.QUEUE_WAIT_BUCKETS))
-        yield wait
-
-        per_call = HistogramMetricFamily(
+        yield _histograms(
             "farm_dispatch_chunks_per_call",
             "Chunks carried by each call the scheduler sends a worker (more than 1: a bundle of short chunks), "
             "by company.",
-            labels=["company"],
+            tallies.read(s, tallies.CHUNKS_PER_CALL),
+            tallies.CHUNKS_PER_CALL_BUCKETS,
+            company,
         )
-        for t in tallies.read(s, tallies.CHUNKS_PER_CALL):
-            per_call.add_metric([company(t.company_id)], *_histogram(t, tallies.CHUNKS_PER_CALL_BUCKETS))
-        yield per_call
 
         yield from self._budgets(s, now)
         yield from scheduler_families(s.get(SchedulerLease, "scheduler"), now)
